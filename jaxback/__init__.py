@@ -1,0 +1,32 @@
+"""jaxback: explicit, hand-derived gradients in JAX, each proven against autodiff."""
+
+from ._activations import gelu, leaky_relu, relu, sigmoid, silu, softplus, tanh
+from ._combinators import backprop, serial
+from ._layer import Layer, bind, make_layer
+from ._linear import LinearParams, linear
+from ._losses import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
+from ._softmax import log_softmax, softmax
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Layer",
+    "make_layer",
+    "bind",
+    "serial",
+    "backprop",
+    "linear",
+    "LinearParams",
+    "relu",
+    "leaky_relu",
+    "sigmoid",
+    "tanh",
+    "gelu",
+    "softplus",
+    "silu",
+    "softmax",
+    "log_softmax",
+    "softmax_cross_entropy",
+    "mse",
+    "binary_cross_entropy_with_logits",
+]

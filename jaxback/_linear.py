@@ -1,0 +1,100 @@
+"""linear: the seed layer, ``y = x @ w + b``.
+
+Shapes first. ``x`` may carry any number of leading batch dimensions; flatten them into one,
+``N = prod(x.shape[:-1])``, so the layer is a single matrix product:
+
+  Forward   x: (N, n), w: (n, m), b: (m,)     y = x @ w + b          y: (N, m)
+            y[i, j] = sum_k x[i, k] * w[k, j] + b[j]
+
+Chain rule. Let ``y_bar = dL/dy`` (N, m) be the gradient arriving from above. Every input reaches
+the loss only through ``y``, so for any input entry ``u``: dL/du = sum_ij y_bar[i, j] * dy[i, j]/du.
+
+* ``dy[i, j]/dx[i, k] = w[k, j]``, so dL/dx[i, k] = sum_j y_bar[i, j] * w[k, j]   -> y_bar @ w.T
+* ``dy[i, j]/dw[k, j] = x[i, k]``, so dL/dw[k, j] = sum_i x[i, k] * y_bar[i, j]   -> x.T @ y_bar
+* ``dy[i, j]/db[j]    = 1``,       so dL/db[j]    = sum_i y_bar[i, j]              -> y_bar.sum(0)
+
+The sum over ``i`` in ``w_bar`` is the sum over the batch: one (n, N)(N, m) matrix product, never the
+N x n x m stack of per-example outer products.
+
+  Backward  y_bar = dL/dy: (N, m)
+            x_bar = y_bar @ w.T               (N, m)(m, n) -> (N, n)
+            w_bar = x.T @ y_bar               (n, N)(N, m) -> (n, m)
+            b_bar = y_bar.sum(0)              (m,)
+
+Each cotangent is cast to its primal's dtype (a bfloat16 ``x`` into a float32 layer gets a bfloat16
+``x_bar``). Residuals: ``params`` and ``x``; ``y`` is not needed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ._layer import make_layer
+from ._validate import describe, require_float, require_rank
+
+__all__ = ["LinearParams", "linear"]
+
+NAME = "linear"
+
+
+class LinearParams(NamedTuple):
+    """``w``: (in, out) weights, ``b``: (out,) bias."""
+
+    w: jax.Array
+    b: jax.Array
+
+
+def linear_init(key, in_features: int, out_features: int, dtype=jnp.float32) -> LinearParams:
+    """LeCun's scheme from *Efficient BackProp* (1998): ``w ~ N(0, 1/in_features)``, ``b = 0``.
+
+    Unit-variance inputs then give unit-variance pre-activations, which keeps tanh/sigmoid out of
+    saturation at the start of training.
+    """
+    w = jax.random.normal(key, (in_features, out_features), dtype) / math.sqrt(max(in_features, 1))
+    return LinearParams(w=w, b=jnp.zeros((out_features,), dtype))
+
+
+def _check(params, x) -> None:
+    require_float(NAME, "x", x)
+    require_float(NAME, "params.w", params.w)
+    require_float(NAME, "params.b", params.b)
+    require_rank(NAME, "params.w", params.w, 2, hint="Expected (in_features, out_features).")
+    require_rank(NAME, "x", x, 1, at_least=True)
+    n, m = params.w.shape
+    if x.shape[-1] != n:
+        raise ValueError(
+            f"{NAME}: x.shape[-1] must equal w.shape[0]; got x {describe(x)}, "
+            f"w {describe(params.w)}. Did you transpose w?"
+        )
+    if params.b.shape != (m,):
+        raise ValueError(
+            f"{NAME}: b must have shape (w.shape[1],) = ({m},); got b {describe(params.b)}."
+        )
+
+
+def linear_auto(params: LinearParams, x):
+    """``y = x @ w + b``; x: (..., in) -> y: (..., out)."""
+    _check(params, x)
+    return x @ params.w + params.b
+
+
+def linear_fwd(params: LinearParams, x):
+    return linear_auto(params, x), (params, x)
+
+
+def linear_bwd(res, y_bar):
+    params, x = res
+    n, m = params.w.shape
+    x_flat = x.reshape(math.prod(x.shape[:-1]), n)          # (N, n)
+    y_bar_flat = y_bar.reshape(math.prod(y_bar.shape[:-1]), m)  # (N, m)
+    x_bar = (y_bar @ params.w.T).astype(x.dtype)             # (..., m)(m, n) -> (..., n)
+    w_bar = (x_flat.T @ y_bar_flat).astype(params.w.dtype)   # (n, N)(N, m) -> (n, m)
+    b_bar = y_bar_flat.sum(0).astype(params.b.dtype)         # (m,)
+    return LinearParams(w_bar, b_bar), x_bar
+
+
+linear = make_layer(linear_auto, linear_fwd, linear_bwd, name=NAME, init=linear_init)

@@ -1,0 +1,167 @@
+"""Losses: softmax_cross_entropy, mse, binary_cross_entropy_with_logits. Each returns a scalar mean.
+
+Shapes first: every loss maps a batch to a scalar ``loss``; its cotangent ``loss_bar`` is a scalar
+(1.0 when the loss is the end of the chain). "Mean" divides by ``n = max(count, 1)``, so an empty
+batch has loss 0 and empty gradients instead of 0/0 = NaN.
+
+softmax_cross_entropy.  Forward   logits: (N, C), labels: (N,) integers in [0, C)
+    lse[i]  = log sum_c exp(logits[i, c])
+    loss    = (1/n) sum_i (lse[i] - logits[i, labels[i]])
+  Chain rule: d lse[i]/d logits[i, c] = softmax(logits)[i, c] = exp(logits[i, c] - lse[i]), and
+  d logits[i, labels[i]]/d logits[i, c] = onehot[i, c] = (c == labels[i]). So
+  Backward  logits_bar = loss_bar * (exp(logits - lse) - onehot) / n     (N, C)
+            labels_bar = None                                           (integers: no gradient)
+  The rule saves ``logits`` (already alive as the previous layer's output), ``labels`` and ``lse``:
+  (N,) floats beyond the inputs, never an (N, C) array of probabilities.
+
+mse.  Forward   pred, target: same shape (...), n = pred.size
+    diff = pred - target,   loss = (1/n) sum diff**2
+  Backward  pred_bar   =  loss_bar * 2 * diff / n
+            target_bar = -loss_bar * 2 * diff / n
+  Residual: ``diff`` alone.
+
+binary_cross_entropy_with_logits.  Forward   logits x, targets t in [0, 1]: same shape, n = x.size
+    per entry  l = -t log sigmoid(x) - (1 - t) log(1 - sigmoid(x)) = softplus(x) - x * t
+               computed as max(x, 0) - x * t + log1p(exp(-|x|))   (no overflow)
+    loss = (1/n) sum l
+  d softplus(x)/dx = sigmoid(x), so dl/dx = sigmoid(x) - t and dl/dt = -x:
+  Backward  logits_bar  = loss_bar * (sigmoid(x) - t) / n
+            targets_bar = -loss_bar * x / n
+
+NOTE: losses refuse silent broadcasting: ``mse`` of (N, 1) against (N,) raises. Labels outside
+[0, C) match no class (their one-hot row is zero): the loss is lse alone; values are not checked
+because they are not known at trace time. Logits must be finite for bce (inf - inf is NaN).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import lax
+
+from ._activations import _softplus as softplus_maths
+from ._layer import make_layer
+from ._validate import describe, require_float, require_integer, require_rank, require_same_shape
+
+__all__ = ["softmax_cross_entropy", "mse", "binary_cross_entropy_with_logits"]
+
+
+def _mean_divisor(x) -> int:
+    return max(x.size, 1)
+
+
+# softmax_cross_entropy ----------------------------------------------------------------------------
+_SCE = "softmax_cross_entropy"
+
+
+def _check_sce(logits, labels):
+    require_float(_SCE, "logits", logits)
+    require_integer(_SCE, "labels", labels)
+    require_rank(_SCE, "logits", logits, 2, hint="Expected (batch, classes).")
+    require_rank(_SCE, "labels", labels, 1, hint="Expected (batch,) class indices.")
+    if labels.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"{_SCE}: labels.shape[0] must equal logits.shape[0] (the batch); got logits "
+            f"{describe(logits)} and labels {describe(labels)}."
+        )
+
+
+def _onehot(labels, num_classes, dtype):
+    return (labels[:, None] == jnp.arange(num_classes)).astype(dtype)
+
+
+def _logsumexp_rows(logits):
+    top = lax.stop_gradient(jnp.max(logits, axis=1, keepdims=True))  # a shift: no gradient needed
+    return (top + jnp.log(jnp.sum(jnp.exp(logits - top), axis=1, keepdims=True)))[:, 0]
+
+
+def _sce_from(logits, labels, lse):
+    picked = jnp.sum(_onehot(labels, logits.shape[1], logits.dtype) * logits, axis=1)
+    return jnp.sum(lse - picked) / _mean_divisor(labels)
+
+
+def softmax_cross_entropy_auto(logits, labels):
+    """Mean cross-entropy of ``softmax(logits)`` against integer ``labels``.
+
+    logits: (N, C) floats, labels: (N,) integers -> scalar.
+    """
+    _check_sce(logits, labels)
+    return _sce_from(logits, labels, _logsumexp_rows(logits))
+
+
+def softmax_cross_entropy_fwd(logits, labels):
+    _check_sce(logits, labels)
+    lse = _logsumexp_rows(logits)
+    return _sce_from(logits, labels, lse), (logits, labels, lse)
+
+
+def softmax_cross_entropy_bwd(res, loss_bar):
+    logits, labels, lse = res
+    probs = jnp.exp(logits - lse[:, None])
+    onehot = _onehot(labels, logits.shape[1], logits.dtype)
+    logits_bar = loss_bar * (probs - onehot) / _mean_divisor(labels)
+    return logits_bar.astype(logits.dtype), None
+
+
+softmax_cross_entropy = make_layer(
+    softmax_cross_entropy_auto, softmax_cross_entropy_fwd, softmax_cross_entropy_bwd, name=_SCE
+)
+
+
+# mse ----------------------------------------------------------------------------------------------
+def _check_pair(name, a_name, a, b_name, b):
+    require_float(name, a_name, a)
+    require_float(name, b_name, b)
+    require_same_shape(name, a_name, a, b_name, b)
+
+
+def mse_auto(pred, target):
+    """Mean squared error ``mean((pred - target)**2)``; pred, target: same shape -> scalar."""
+    _check_pair("mse", "pred", pred, "target", target)
+    diff = pred - target
+    return jnp.sum(diff * diff) / _mean_divisor(diff)
+
+
+def mse_fwd(pred, target):
+    _check_pair("mse", "pred", pred, "target", target)
+    diff = pred - target
+    return jnp.sum(diff * diff) / _mean_divisor(diff), (diff, jnp.zeros((), target.dtype))
+
+
+def mse_bwd(res, loss_bar):
+    diff, target_dtype_token = res  # a 0-d array that only carries target's dtype
+    pred_bar = loss_bar * 2 * diff / _mean_divisor(diff)
+    return pred_bar.astype(diff.dtype), (-pred_bar).astype(target_dtype_token.dtype)
+
+
+mse = make_layer(mse_auto, mse_fwd, mse_bwd, name="mse")
+
+
+# binary_cross_entropy_with_logits -----------------------------------------------------------------
+_BCE = "binary_cross_entropy_with_logits"
+
+
+def binary_cross_entropy_with_logits_auto(logits, targets):
+    """Mean of ``-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))``; same shapes -> scalar."""
+    _check_pair(_BCE, "logits", logits, "targets", targets)
+    per_entry = softplus_maths(logits) - logits * targets
+    return jnp.sum(per_entry) / _mean_divisor(logits)
+
+
+def binary_cross_entropy_with_logits_fwd(logits, targets):
+    return binary_cross_entropy_with_logits_auto(logits, targets), (logits, targets)
+
+
+def binary_cross_entropy_with_logits_bwd(res, loss_bar):
+    x, t = res
+    n = _mean_divisor(x)
+    logits_bar = loss_bar * (lax.logistic(x) - t) / n
+    targets_bar = -loss_bar * x / n
+    return logits_bar.astype(x.dtype), targets_bar.astype(t.dtype)
+
+
+binary_cross_entropy_with_logits = make_layer(
+    binary_cross_entropy_with_logits_auto,
+    binary_cross_entropy_with_logits_fwd,
+    binary_cross_entropy_with_logits_bwd,
+    name=_BCE,
+)

@@ -1,0 +1,89 @@
+"""softmax and log_softmax along one axis.
+
+Shapes first: ``x`` has any shape; the maths runs along ``axis`` (size C), independently for every
+other index, so write one slice as a vector x: (C,). ``y`` has the shape of ``x``.
+
+softmax.  Forward   y[j] = exp(x[j]) / sum_k exp(x[k])
+  Each y[j] depends on every x[i]:  dy[j]/dx[i] = y[j] * (delta_ij - y[i]).
+  Chain rule:  x_bar[i] = sum_j y_bar[j] * dy[j]/dx[i] = y[i] * y_bar[i] - y[i] * sum_j y_bar[j] y[j]
+
+  Backward  y_bar = dL/dy: (..., C, ...)
+            x_bar = y * (y_bar - sum(y_bar * y, axis))           keepdims, so it broadcasts
+
+log_softmax.  Forward   y[j] = x[j] - lse,   lse = log sum_k exp(x[k])
+  d lse/dx[i] = softmax(x)[i] = exp(y[i]), so  dy[j]/dx[i] = delta_ij - exp(y[i]).
+  Chain rule:  x_bar[i] = y_bar[i] - exp(y[i]) * sum_j y_bar[j]
+
+  Backward  x_bar = y_bar - exp(y) * sum(y_bar, axis)             keepdims
+
+Both rules are functions of the output, so ``y`` is the only residual.
+
+NOTE (stability): the forward subtracts the row maximum before ``exp`` (softmax is unchanged by a
+shift), so huge logits never overflow; ``auto`` wraps that maximum in ``stop_gradient``, which is
+exact because the shift does not change ``y``. Entries of -inf get probability 0 (masking works).
+A slice that is all -inf or contains +inf has no defined softmax and gives NaN, as in ``jax.nn``.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import lax
+
+from ._layer import make_layer
+from ._validate import describe, require_float
+
+__all__ = ["softmax", "log_softmax"]
+
+
+def _check(name, x, axis):
+    require_float(name, "x", x)
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -x.ndim <= axis < max(x.ndim, 1):
+        raise ValueError(
+            f"{name}: axis must be a Python int in [-{x.ndim}, {x.ndim}); got axis={axis!r} for x "
+            f"{describe(x)}."
+        )
+
+
+def _shifted(x, axis):
+    """``x - max(x)`` along ``axis``; the max is a constant shift, so no gradient flows into it."""
+    return x - lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
+
+
+def softmax_auto(x, axis=-1):
+    """``softmax(x)[j] = exp(x[j]) / sum_k exp(x[k])`` along ``axis``; y has x's shape."""
+    _check("softmax", x, axis)
+    e = jnp.exp(_shifted(x, axis))
+    return e / jnp.sum(e, axis=axis, keepdims=True)
+
+
+def softmax_fwd(x, axis=-1):
+    y = softmax_auto(x, axis=axis)
+    return y, y
+
+
+def softmax_bwd(y, y_bar, axis=-1):
+    x_bar = y * (y_bar - jnp.sum(y_bar * y, axis=axis, keepdims=True))
+    return (x_bar.astype(y.dtype),)
+
+
+softmax = make_layer(softmax_auto, softmax_fwd, softmax_bwd, name="softmax")
+
+
+def log_softmax_auto(x, axis=-1):
+    """``log_softmax(x)[j] = x[j] - log sum_k exp(x[k])`` along ``axis``; y has x's shape."""
+    _check("log_softmax", x, axis)
+    shifted = _shifted(x, axis)
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
+
+
+def log_softmax_fwd(x, axis=-1):
+    y = log_softmax_auto(x, axis=axis)
+    return y, y
+
+
+def log_softmax_bwd(y, y_bar, axis=-1):
+    x_bar = y_bar - jnp.exp(y) * jnp.sum(y_bar, axis=axis, keepdims=True)
+    return (x_bar.astype(y.dtype),)
+
+
+log_softmax = make_layer(log_softmax_auto, log_softmax_fwd, log_softmax_bwd, name="log_softmax")
