@@ -91,8 +91,8 @@ def test_minus_inf_masks_softmax_entries_and_nan_stays_in_its_row():
     y, vjp = jax.vjp(jb.softmax, x)
     (x_bar,) = vjp(y_bar)
     assert y[0, 1] == 0 and x_bar[0, 1] == 0 and np.all(np.isfinite(x_bar[0]))
-    assert np.all(np.isnan(y[1])) and np.all(np.isfinite(y[[0, 2]]))
-    assert np.all(np.isfinite(x_bar[[0, 2]]))
+    assert np.all(np.isnan(y[1])) and np.all(np.isfinite(y[::2]))
+    assert np.all(np.isfinite(x_bar[::2]))
 
 
 def test_empty_batches_work():

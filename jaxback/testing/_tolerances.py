@@ -87,9 +87,11 @@ def mismatch(hand, auto, rtol, ref=None, scale_floor=0.0):
     worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
     if ratio[worst] <= 1.0:
         return None
-    rel = err[worst] / max(abs(auto[worst]), np.finfo(np.float64).tiny)
+    with np.errstate(invalid="ignore", over="ignore"):
+        rel = err[worst] / max(abs(auto[worst]), np.finfo(np.float64).tiny)
+    against = "float64 autodiff" if ref is not None else "autodiff"
     return (
         f"max abs err {np.max(err):.3g}, worst at index {tuple(int(i) for i in worst)}: "
-        f"hand={hand[worst]!r} {'ref' if ref is not None else 'auto'}={auto[worst]!r} (abs err {err[worst]:.3g}, rel err {rel:.3g}; "
-        f"rtol={rtol:g})"
+        f"hand={hand[worst]:.17g}, {against}={auto[worst]:.17g} "
+        f"(abs err {err[worst]:.3g}, rel err {rel:.3g}; rtol={rtol:g})"
     )
