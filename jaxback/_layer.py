@@ -7,9 +7,14 @@ A Layer bundles the same forward maths twice:
 
 so that hand and automatic gradients can be compared on the same code.
 
-Hyperparameters (``axis``, ``negative_slope``, ``eps``...) are keyword-only Python values: they are
-static under ``jit`` and are baked into one ``custom_vjp`` per distinct setting (``_rule_for``).
-``fwd`` and ``bwd`` receive them as keywords too, because residuals may only hold arrays.
+Keyword arguments come in two kinds (``split_keywords``):
+
+* hyperparameters (``axis``, ``negative_slope``, ``eps``...): hashable Python values, static under
+  ``jit``, baked into one ``custom_vjp`` per distinct setting (``_rule_for``). ``fwd`` *and* ``bwd``
+  receive them as keywords, because residuals may only hold arrays;
+* array keywords (an attention ``mask``): traced, so they are routed to the ``custom_vjp`` as extra
+  positional arguments with a ``None`` (zero) cotangent. ``auto`` and ``fwd`` receive them;
+  ``bwd`` does not (``fwd`` saves what it needs of them in ``res``). They are not differentiated.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import functools
 from typing import Any, Callable, Optional
 
 import jax
+import numpy as np
 
-__all__ = ["Layer", "make_layer", "bind"]
+__all__ = ["Layer", "make_layer", "bind", "split_keywords"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +39,8 @@ class Layer:
       auto: the same forward without a custom rule: JAX autodiff differentiates it.
       fwd: ``fwd(*args, **hyper) -> (y, res)``, the first half of the hand rule.
       bwd: ``bwd(res, y_bar, **hyper) -> cotangents``, a tuple with one entry per positional
-        argument of ``apply`` (``None`` for integer inputs such as labels).
+        argument of ``apply`` (``None`` for integer inputs such as labels). It receives the static
+        hyperparameters only, not array keywords (see the module docstring).
       init: ``init(key, ...) -> params`` for layers with parameters, else ``None``.
       name: short name used in error messages and reports.
       takes_params: whether the first positional argument is a parameter pytree. ``serial`` uses
@@ -55,6 +62,12 @@ class Layer:
         return f"<jaxback Layer {self.name}>"
 
 
+def split_keywords(keywords: dict) -> tuple[dict, dict]:
+    """``(hyperparameters, array keywords)``: arrays (and tracers) are traced, the rest static."""
+    arrays = {k: v for k, v in keywords.items() if isinstance(v, (jax.Array, np.ndarray))}
+    return {k: v for k, v in keywords.items() if k not in arrays}, arrays
+
+
 def _hyper_key(name: str, hyper: dict) -> tuple:
     """A hashable key for a hyperparameter setting; refuses traced or unhashable values."""
     key = tuple(sorted(hyper.items()))
@@ -63,7 +76,7 @@ def _hyper_key(name: str, hyper: dict) -> tuple:
     except TypeError:
         raise TypeError(
             f"{name}: hyperparameters must be hashable Python values (they are static under jit); "
-            f"got {hyper!r}. Pass arrays as positional arguments instead."
+            f"got {hyper!r}."
         ) from None
     return key
 
@@ -86,32 +99,51 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None) -> La
     """
 
     @functools.lru_cache(maxsize=None)
-    def _rule_for(hyper_key: tuple):
-        hyper = dict(hyper_key)
-        rule = jax.custom_vjp(functools.partial(auto, **hyper))
-        rule.defvjp(functools.partial(fwd, **hyper), functools.partial(bwd, **hyper))
+    def _rule_for(hyper_key: tuple, array_names: tuple):
+        hyper, n_arrays = dict(hyper_key), len(array_names)
+
+        def split(all_args):  # array keywords ride at the end of the positional arguments
+            cut = len(all_args) - n_arrays
+            return all_args[:cut], dict(zip(array_names, all_args[cut:]))
+
+        def rule_auto(*all_args):
+            args, arrays = split(all_args)
+            return auto(*args, **hyper, **arrays)
+
+        def rule_fwd(*all_args):
+            args, arrays = split(all_args)
+            return fwd(*args, **hyper, **arrays)
+
+        def rule_bwd(res, y_bar):
+            return tuple(bwd(res, y_bar, **hyper)) + (None,) * n_arrays
+
+        rule = jax.custom_vjp(rule_auto)
+        rule.defvjp(rule_fwd, rule_bwd)
         return rule
 
     @functools.wraps(auto)
-    def apply(*args, **hyper):
-        return _rule_for(_hyper_key(name, hyper))(*args)
+    def apply(*args, **keywords):
+        hyper, arrays = split_keywords(keywords)
+        names = tuple(sorted(arrays))
+        return _rule_for(_hyper_key(name, hyper), names)(*args, *(arrays[n] for n in names))
 
     if takes_params is None:
         takes_params = init is not None
     return Layer(apply, auto, fwd, bwd, init, name, takes_params)
 
 
-def bind(layer: Layer, **hyper) -> Layer:
-    """Fix some of ``layer``'s hyperparameters, e.g. ``bind(jb.leaky_relu, negative_slope=0.1)``.
+def bind(layer: Layer, **keywords) -> Layer:
+    """Fix some of ``layer``'s keyword arguments, e.g. ``bind(jb.leaky_relu, negative_slope=0.1)``.
 
     The result is a Layer like any other (so it can go into ``serial``); its name records the
-    bound values.
+    bound hyperparameters. Bound array keywords (a fixed mask) are constants of the new layer.
     """
+    hyper, arrays = split_keywords(keywords)
     _hyper_key(layer.name, hyper)  # fail early on unhashable values
-    settings = ", ".join(f"{k}={v!r}" for k, v in sorted(hyper.items()))
+    settings = ", ".join([f"{k}={v!r}" for k, v in sorted(hyper.items())] + sorted(arrays))
     return make_layer(
-        functools.partial(layer.auto, **hyper),
-        functools.partial(layer.fwd, **hyper),
+        functools.partial(layer.auto, **keywords),
+        functools.partial(layer.fwd, **keywords),
         functools.partial(layer.bwd, **hyper),
         name=f"{layer.name}({settings})",
         init=layer.init,

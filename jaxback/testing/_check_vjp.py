@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.test_util import check_grads
 
-from .._layer import Layer
+from .._layer import Layer, split_keywords
 from ._tolerances import FD_DTYPES, mismatch, rtol_for
 
 __all__ = ["check_vjp", "random_cotangent"]
@@ -124,7 +124,7 @@ def check_vjp(layer: Layer, *args, fd: bool = True, seed: int = 0, **hyper) -> N
       *args: positional arguments, as for ``layer(*args)``.
       fd: also run the finite-difference witness.
       seed: seed of the random cotangent (names reserved here, so not passed to the layer).
-      **hyper: the layer's keyword hyperparameters.
+      **hyper: the layer's keyword arguments (hyperparameters and array keywords such as masks).
     """
     name = f"check_vjp({layer.name})"
     y_auto = layer.auto(*args, **hyper)
@@ -136,7 +136,7 @@ def check_vjp(layer: Layer, *args, fd: bool = True, seed: int = 0, **hyper) -> N
     y_bar = random_cotangent(y_auto, seed)
     y_bar_scale = max((float(jnp.max(jnp.abs(l)).astype(jnp.float32)) for l in jax.tree_util.tree_leaves(y_bar)
                        if jnp.size(l)), default=0.0)
-    problems += _structure_problems(args, layer.bwd(res, y_bar, **hyper))
+    problems += _structure_problems(args, layer.bwd(res, y_bar, **split_keywords(hyper)[0]))
     if not problems:  # a wrongly shaped rule would make jax.vjp raise its own error below
         _, vjp_hand = jax.vjp(functools.partial(layer.apply, **hyper), *args)
         _, vjp_auto = jax.vjp(functools.partial(layer.auto, **hyper), *args)

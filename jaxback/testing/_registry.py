@@ -1,0 +1,132 @@
+"""The layer registry: one LayerInfo per layer, from which every test is generated (OpInfo-style).
+
+A LayerInfo says, for one layer, everything a test needs to know:
+
+* how to build sample arguments (``sample_args(rng, dtype, shape, kind)``) for a small fixed set of
+  ``shapes`` (each compiles once) and hyperparameter settings ``hypers``;
+* ``edge_cases``: the numerically hard inputs, each with its documented expected behaviour and a
+  check that asserts it;
+* ``error_cases``: bad inputs with the exception type and message pattern they must raise;
+* ``mutants``: wrong backward rules the generated suite must reject;
+* ``dtypes`` it supports and ``supports`` flags for the transformations it works under.
+
+Users register their own layers with :func:`register` and get the same generated checks by running
+``jaxback.testing.run_checks(info)`` (or by parametrising their tests over ``registered()``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Optional
+
+import jax.numpy as jnp
+import numpy as np
+
+from .._layer import Layer
+
+__all__ = ["LayerInfo", "EdgeCase", "ErrorCase", "Mutant", "FLAGS", "DTYPES", "register", "registered", "lookup"]
+
+FLAGS = ("jit", "vmap", "grad_of_grad", "checkpoint", "scan", "sharding", "symbolic_zeros")
+DTYPES = (jnp.float64, jnp.float32, jnp.bfloat16, jnp.float16)
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeCase:
+    """A numerically hard input and the behaviour documented for it.
+
+    ``args(dtype) -> tuple`` builds the inputs. ``expect`` says in words what must happen;
+    ``check(y, cotangents)`` asserts it, given the output and the hand VJP of an all-ones cotangent
+    (``None`` if the words are all there is to check beyond the autodiff comparison). With
+    ``matches_autodiff`` the hand VJP must also equal autodiff's there (``check_vjp`` without finite
+    differences).
+    """
+
+    name: str
+    args: Callable[[Any], tuple]
+    expect: str
+    check: Optional[Callable[[Any, tuple], None]] = None
+    hyper: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    matches_autodiff: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorCase:
+    """Bad input: ``layer(*args(), **hyper)`` must raise ``error`` with a message matching ``match``."""
+
+    name: str
+    args: Callable[[], tuple]
+    error: type
+    match: str
+    hyper: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    """A deliberately wrong ``bwd(res, y_bar, **hyper)`` for the layer; the checks must reject it."""
+
+    name: str
+    bwd: Callable[..., tuple]
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerInfo:
+    """Everything the generated tests need to know about one layer (see the module docstring).
+
+    Attributes:
+      layer: the Layer under test.
+      sample_args: ``(rng, dtype, shape, kind) -> tuple`` of positional arguments; ``shape`` comes
+        from ``shapes`` and ``kind`` from ``strategies.VALUE_KINDS``.
+      shapes: the small fixed set of input shapes to draw from.
+      hypers: hyperparameter settings (dicts of keyword arguments) to draw from.
+      value_kinds: random value kinds the layer must match autodiff on (beyond "normal").
+      edge_cases, error_cases, mutants: see the classes above.
+      dtypes: the floating dtypes the layer supports (tolerances: ``_tolerances.RTOL``).
+      supports: the transformations it works under, a subset of ``FLAGS``.
+      not_applicable: flags or dtype names that make no sense for the layer (shown as "n.a."
+        rather than as unsupported).
+      notes: why a flag or dtype is missing or not applicable, for the conformance table.
+    """
+
+    layer: Layer
+    sample_args: Callable[..., tuple]
+    shapes: tuple
+    hypers: tuple = ({},)
+    value_kinds: tuple = ("wide", "ties", "extreme")
+    edge_cases: tuple = ()
+    error_cases: tuple = ()
+    mutants: tuple = ()
+    dtypes: tuple = DTYPES
+    supports: frozenset = frozenset(FLAGS)
+    not_applicable: frozenset = frozenset()
+    notes: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    def args(self, seed: int, dtype=jnp.float64, shape=None, kind: str = "normal") -> tuple:
+        """Sample arguments from a seed (the first shape unless one is given)."""
+        return self.sample_args(np.random.default_rng(seed), dtype, self.shapes[0] if shape is None else shape, kind)
+
+
+_REGISTRY: dict[str, LayerInfo] = {}
+
+
+def register(info: LayerInfo) -> LayerInfo:
+    """Add ``info`` to the registry (names must be unique); returns it."""
+    unknown = (set(info.supports) | set(info.not_applicable)) - set(FLAGS) - {jnp.dtype(d).name for d in DTYPES}
+    if unknown:
+        raise ValueError(f"register({info.name}): unknown support flags {sorted(unknown)}; known: {FLAGS}")
+    if info.name in _REGISTRY and _REGISTRY[info.name] is not info:
+        raise ValueError(f"register: a layer named {info.name!r} is already registered")
+    _REGISTRY[info.name] = info
+    return info
+
+
+def registered() -> tuple[LayerInfo, ...]:
+    """Every registered LayerInfo, in registration order."""
+    return tuple(_REGISTRY.values())
+
+
+def lookup(name: str) -> LayerInfo:
+    return _REGISTRY[name]
