@@ -2,6 +2,8 @@
 
 from ._activations import gelu, leaky_relu, relu, sigmoid, silu, softplus, tanh
 from ._combinators import backprop, serial
+from ._dropout import dropout
+from ._embedding import EmbeddingParams, embedding
 from ._layer import Layer, bind, make_layer
 from ._linear import LinearParams, linear
 from ._losses import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
@@ -29,4 +31,7 @@ __all__ = [
     "softmax_cross_entropy",
     "mse",
     "binary_cross_entropy_with_logits",
+    "embedding",
+    "EmbeddingParams",
+    "dropout",
 ]

@@ -39,7 +39,6 @@ from __future__ import annotations
 import math
 from numbers import Real
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 

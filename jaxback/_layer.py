@@ -69,8 +69,12 @@ def split_keywords(keywords: dict) -> tuple[dict, dict]:
 
 
 def _hyper_key(name: str, hyper: dict) -> tuple:
-    """A hashable key for a hyperparameter setting; refuses traced or unhashable values."""
-    key = tuple(sorted(hyper.items()))
+    """A hashable key for a hyperparameter setting; refuses traced or unhashable values.
+
+    The key holds each value's type too: ``0.0 == False`` and ``1 == True`` in Python, and one
+    cached rule must not serve both (the second would skip its own validation).
+    """
+    key = tuple(sorted((k, type(v).__qualname__, v) for k, v in hyper.items()))
     try:
         hash(key)
     except TypeError:
@@ -100,7 +104,7 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None) -> La
 
     @functools.lru_cache(maxsize=None)
     def _rule_for(hyper_key: tuple, array_names: tuple):
-        hyper, n_arrays = dict(hyper_key), len(array_names)
+        hyper, n_arrays = {k: v for k, _, v in hyper_key}, len(array_names)
 
         def split(all_args):  # array keywords ride at the end of the positional arguments
             cut = len(all_args) - n_arrays

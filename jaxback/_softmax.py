@@ -16,7 +16,12 @@ log_softmax.  Forward   y[j] = x[j] - lse,   lse = log sum_k exp(x[k])
 
   Backward  x_bar = y_bar - exp(y) * sum(y_bar, axis)             keepdims
 
-Both rules are functions of the output, so ``y`` is the only residual.
+Both rules are functions of the output. Yet we do not save ``y`` (a new array of x's size): we save
+the input ``x`` (alive anyway, as the previous layer's output) and ``lse`` (one number per slice),
+and recompute ``y = exp(x - lse)`` (or ``x - lse``) in the backward. Under ``jit`` that
+recomputation fuses into the backward's loops, while a saved ``y`` has to be materialised: measured
+with ``benchmarks/memory_audit.py`` on 1024 x 1024 float32, the jitted gradient's temp memory is
+4 MiB when saving y and 4 KiB when saving (x, lse) (autodiff: 12 KiB).
 
 NOTE (stability): the forward subtracts the row maximum before ``exp`` (softmax is unchanged by a
 shift), so huge logits never overflow; ``auto`` wraps that maximum in ``stop_gradient``, which is
@@ -49,6 +54,12 @@ def _shifted(x, axis):
     return x - lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
 
 
+def _logsumexp(x, axis):
+    """``lse = log sum exp(x)`` along ``axis`` (keepdims), computed as max + log sum exp(x - max)."""
+    top = jnp.max(x, axis=axis, keepdims=True)
+    return top + jnp.log(jnp.sum(jnp.exp(x - top), axis=axis, keepdims=True))
+
+
 def softmax_auto(x, axis=-1):
     """``softmax(x)[j] = exp(x[j]) / sum_k exp(x[k])`` along ``axis``; y has x's shape."""
     _check("softmax", x, axis)
@@ -57,13 +68,16 @@ def softmax_auto(x, axis=-1):
 
 
 def softmax_fwd(x, axis=-1):
-    y = softmax_auto(x, axis=axis)
-    return y, y
+    _check("softmax", x, axis)
+    lse = _logsumexp(x, axis)
+    return jnp.exp(x - lse), (x, lse)
 
 
-def softmax_bwd(y, y_bar, axis=-1):
+def softmax_bwd(res, y_bar, axis=-1):
+    x, lse = res
+    y = jnp.exp(x - lse)  # recomputed: cheaper than keeping y alive (see the docstring)
     x_bar = y * (y_bar - jnp.sum(y_bar * y, axis=axis, keepdims=True))
-    return (x_bar.astype(y.dtype),)
+    return (x_bar.astype(x.dtype),)
 
 
 softmax = make_layer(softmax_auto, softmax_fwd, softmax_bwd, name="softmax")
@@ -77,13 +91,15 @@ def log_softmax_auto(x, axis=-1):
 
 
 def log_softmax_fwd(x, axis=-1):
-    y = log_softmax_auto(x, axis=axis)
-    return y, y
+    _check("log_softmax", x, axis)
+    lse = _logsumexp(x, axis)
+    return x - lse, (x, lse)
 
 
-def log_softmax_bwd(y, y_bar, axis=-1):
-    x_bar = y_bar - jnp.exp(y) * jnp.sum(y_bar, axis=axis, keepdims=True)
-    return (x_bar.astype(y.dtype),)
+def log_softmax_bwd(res, y_bar, axis=-1):
+    x, lse = res
+    x_bar = y_bar - jnp.exp(x - lse) * jnp.sum(y_bar, axis=axis, keepdims=True)  # exp(y) = exp(x - lse)
+    return (x_bar.astype(x.dtype),)
 
 
 log_softmax = make_layer(log_softmax_auto, log_softmax_fwd, log_softmax_bwd, name="log_softmax")

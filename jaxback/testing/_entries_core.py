@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax.numpy as jnp
@@ -51,7 +52,7 @@ def _linear_mutant(edit):
 
 _P = LinearParams(jnp.ones((3, 2)), jnp.zeros(2))
 LINEAR = LayerInfo(
-    linear, _linear_args, ((1, 1), (4, 5), (2, 4, 3), (0, 5)),
+    linear, _linear_args, ((1, 1), (4, 5), (2, 4, 3), (0, 5)), bench_shape=(1024, 512),
     edge_cases=(
         EdgeCase("empty batch", lambda dt: (LinearParams(jnp.ones((5, 3), dt), jnp.zeros(3, dt)), jnp.zeros((0, 5), dt)),
                  "y has shape (0, 3); w_bar and b_bar are exact zeros",
@@ -137,12 +138,13 @@ SIGMOID = _activation(act.sigmoid, _limits_case([0, 0, 1, 1], [0, 0, 0, 0]),
                       (Mutant("y * y instead of y * (1 - y)", lambda y, g: (g * y * y,)), _scaled(act.sigmoid, 0.5)))
 TANH = _activation(act.tanh, _limits_case([-1, -1, 1, 1], [0, 0, 0, 0]),
                    (Mutant("1 - y instead of 1 - y**2", lambda y, g: (g * (1 - y),)), _sign_flip(act.tanh)))
-GELU = _activation(act.gelu, _limits_case([0, 0, 1e4, INF], [0, 0, 1, 1]),
+GELU = dataclasses.replace(_activation(act.gelu, _limits_case([0, 0, 1e4, INF], [0, 0, 1, 1]),
                    (Mutant("missing the x * phi(x) term", lambda x, g, approximate=False: (g * act._normal_cdf(x),)),
                     _scaled(act.gelu, 2)),
                    hypers=({"approximate": False}, {"approximate": True}),
                    errors=(ErrorCase("approximate is a string", lambda: (jnp.ones(3),), TypeError,
-                                     r"gelu: approximate must be True or False", {"approximate": "tanh"}),))
+                                     r"gelu: approximate must be True or False", {"approximate": "tanh"}),)),
+                           bench_shape=(1024, 1024))
 SOFTPLUS = _activation(act.softplus, _limits_case([0, 0, 1e4, INF], [0, 0, 1, 1]),
                        (Mutant("exp(-y) instead of 1 - exp(-y)", lambda y, g: (g * jnp.exp(-y),)), _sign_flip(act.softplus)),
                        _kink_case(0.5))
@@ -163,6 +165,12 @@ def _softmax_rows_case(masked_value):
                     "masked entry has probability 0; the NaN row is NaN, the others finite", check)
 
 
+def _probs(res):
+    """softmax recomputed from the residuals (x, lse)."""
+    x, lse = res
+    return jnp.exp(x - lse)
+
+
 def _axis_errors(name):
     return (_NOT_FLOAT,
             ErrorCase("axis out of range", lambda: (jnp.ones((2, 3)),), ValueError,
@@ -171,16 +179,17 @@ def _axis_errors(name):
                       {"axis": 1.0}))
 
 
-SOFTMAX = LayerInfo(softmax, _x_args, ELEMENTWISE_SHAPES, ({"axis": -1}, {"axis": 0}),
+SOFTMAX = LayerInfo(softmax, _x_args, ELEMENTWISE_SHAPES, ({"axis": -1}, {"axis": 0}), bench_shape=(1024, 1024),
                     edge_cases=(_softmax_rows_case(0.0),), error_cases=_axis_errors("softmax"),
-                    mutants=(Mutant("missing the sum term", lambda y, g, axis=-1: (y * g,)),
-                             Mutant("sum over the wrong axis", lambda y, g, axis=-1: (
-                                 y * (g - jnp.sum(g * y, axis=0 if axis != 0 else -1, keepdims=True)),))))
+                    mutants=(Mutant("missing the sum term", lambda res, g, axis=-1: (_probs(res) * g,)),
+                             Mutant("sum over the wrong axis", lambda res, g, axis=-1: (_probs(res) * (
+                                 g - jnp.sum(g * _probs(res), axis=0 if axis != 0 else -1, keepdims=True)),))))
 LOG_SOFTMAX = LayerInfo(log_softmax, _x_args, ELEMENTWISE_SHAPES, ({"axis": -1}, {"axis": 0}),
                         edge_cases=(_softmax_rows_case(-INF),), error_cases=_axis_errors("log_softmax"),
-                        mutants=(Mutant("sign flip of the sum term", lambda y, g, axis=-1: (
-                                     g + jnp.exp(y) * g.sum(axis, keepdims=True),)),
-                                 Mutant("y instead of exp(y)", lambda y, g, axis=-1: (g - y * g.sum(axis, keepdims=True),))))
+                        mutants=(Mutant("sign flip of the sum term", lambda res, g, axis=-1: (
+                                     g + _probs(res) * g.sum(axis, keepdims=True),)),
+                                 Mutant("y instead of exp(y)", lambda res, g, axis=-1: (
+                                     g - (res[0] - res[1]) * g.sum(axis, keepdims=True),))))
 
 
 # losses ------------------------------------------------------------------------------------------------
@@ -206,7 +215,7 @@ def _empty_loss_case(make):
 
 _LOGITS, _INT_LABELS = jnp.ones((4, 3)), jnp.zeros(4, jnp.int32)
 SOFTMAX_CROSS_ENTROPY = LayerInfo(
-    softmax_cross_entropy, _sce_args, ((1, 1), (6, 4), (0, 4)),
+    softmax_cross_entropy, _sce_args, ((1, 1), (6, 4), (0, 4)), bench_shape=(2048, 8192),
     edge_cases=(
         _empty_loss_case(lambda dt: (jnp.zeros((0, 4), dt), jnp.zeros(0, jnp.int32))),
         EdgeCase("huge logits", lambda dt: (jnp.asarray([[1e4, -1e4, 0.0], [3e4, 1e4, -3e4]], dt), jnp.asarray([1, 0])),

@@ -85,6 +85,8 @@ class LayerInfo:
       not_applicable: flags or dtype names that make no sense for the layer (shown as "n.a."
         rather than as unsupported).
       notes: why a flag or dtype is missing or not applicable, for the conformance table.
+      bench_shape, bench_hyper: a realistic size for the memory audit (``benchmarks/``); no
+        audit row without a bench_shape.
     """
 
     layer: Layer
@@ -99,6 +101,8 @@ class LayerInfo:
     supports: frozenset = frozenset(FLAGS)
     not_applicable: frozenset = frozenset()
     notes: str = ""
+    bench_shape: Optional[tuple] = None
+    bench_hyper: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def name(self) -> str:

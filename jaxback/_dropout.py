@@ -1,0 +1,109 @@
+"""dropout: zero each entry with probability ``rate`` and scale the survivors by 1 / (1 - rate).
+
+Shapes first: ``x`` has any shape, ``key`` is one PRNG key, ``y`` has ``x``'s shape. The key draws a
+boolean ``keep`` mask of ``x``'s shape, each entry True with probability ``1 - rate``. Dividing the
+kept entries by ``1 - rate`` ("inverted" dropout) keeps the expectation unchanged,
+E[y] = (1 - rate) * x / (1 - rate) = x, so at evaluation time the layer is simply the identity.
+
+  Forward   x: (...), key     keep = bernoulli(key, 1 - rate, x.shape)        keep: (...) bool
+            y = where(keep, x / (1 - rate), 0)                                y: (...)
+
+Chain rule. For a fixed key the mask is a constant, and ``y[i]`` depends on ``x[i]`` alone, so the
+Jacobian is diagonal: dy[i]/dx[i] = 1 / (1 - rate) where keep[i], else 0. Hence
+dL/dx[i] = y_bar[i] * dy[i]/dx[i], the *same* masking-and-scaling applied to ``y_bar``:
+
+  Backward  y_bar = dL/dy: (...)
+            keep  = bernoulli(key, 1 - rate, y_bar.shape)      (regenerated from the key)
+            x_bar = where(keep, y_bar / (1 - rate), 0)         (...)
+            key_bar = None                                     (a key has no gradient)
+
+Residuals: the key alone (2 uint32 words), never the mask. Autodiff of ``auto`` saves the mask,
+``x.size`` booleans (and, on jax 0.10.2, an x-sized float array besides); regenerating it costs one pass of the random-bit generator, elementwise work
+like the scaling itself, and frees O(x.size) memory between forward and backward for every dropout
+layer of a network. Same key, same shape, same rate: the same bits, so the regenerated mask is
+exactly the forward's. ``rate == 0`` and ``training=False`` are the identity: no bits are drawn,
+nothing is saved, and ``x_bar = y_bar``.
+
+NOTE (mask): the mask depends only on ``(key, rate, x.shape)``, not on ``x``'s dtype, so float32 and
+float64 runs drop the same entries. ``auto`` draws it with the same helper, so autodiff agrees.
+NOTE (inf/nan): ``where`` (not ``x * keep``) makes a dropped entry exactly 0 even when ``x`` is inf
+or NaN (inf * 0 would be NaN), and its gradient exactly 0 too.
+NOTE (keys): raw ``jax.random.PRNGKey`` (uint32) keys and typed ``jax.random.key`` keys both work
+and give the same mask for the same seed. Reusing a key reuses the mask: split keys per layer/step.
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import jax
+import jax.numpy as jnp
+
+from ._layer import make_layer
+from ._validate import describe, require_float
+
+__all__ = ["dropout"]
+
+NAME = "dropout"
+
+
+def _check(x, key, rate, training) -> None:
+    require_float(NAME, "x", x)
+    if isinstance(rate, bool) or not isinstance(rate, Real):
+        raise TypeError(
+            f"{NAME}: rate must be a Python float (static under jit), passed by keyword; "
+            f"got {rate!r} of type {type(rate).__name__}."
+        )
+    if not 0.0 <= rate < 1.0:  # also refuses nan
+        raise ValueError(
+            f"{NAME}: rate (the probability of dropping an entry) must be in [0, 1); got rate={rate!r}. "
+            f"rate=1 would drop everything and divide by 1 - rate = 0."
+        )
+    if not isinstance(training, bool):
+        raise TypeError(f"{NAME}: training must be True or False; got {training!r}.")
+    typed = jax.dtypes.issubdtype(jnp.result_type(key), jax.dtypes.prng_key)
+    if (jnp.ndim(key) != 0) if typed else (jnp.result_type(key) != jnp.uint32 or jnp.ndim(key) != 1):
+        raise ValueError(
+            f"{NAME}: key must be one PRNG key, jax.random.key(seed) or jax.random.PRNGKey(seed); got key "
+            f"{describe(key)}. To drop differently per example, split keys and vmap."
+        )
+
+
+def _is_identity(rate, training) -> bool:
+    return rate == 0 or not training
+
+
+def _keep_mask(key, rate, shape):
+    """True with probability ``1 - rate``; depends on (key, rate, shape) only."""
+    return jax.random.bernoulli(key, 1.0 - float(rate), shape)
+
+
+def _mask_and_scale(v, keep, rate):
+    """``where(keep, v / (1 - rate), 0)``: the forward on ``x`` and the backward on ``y_bar``."""
+    # float(): a numpy scalar rate would be strongly typed and promote a bfloat16 v to float32
+    return jnp.where(keep, v / (1.0 - float(rate)), jnp.zeros_like(v))
+
+
+def dropout_auto(x, key, *, rate=0.5, training=True):
+    """Inverted dropout: drop each entry of ``x`` with probability ``rate``; x: (...) -> y: (...)."""
+    _check(x, key, rate, training)
+    if _is_identity(rate, training):
+        return x
+    return _mask_and_scale(x, _keep_mask(key, rate, x.shape), rate)
+
+
+def dropout_fwd(x, key, *, rate=0.5, training=True):
+    y = dropout_auto(x, key, rate=rate, training=training)
+    return y, (() if _is_identity(rate, training) else key)  # the key, not the mask
+
+
+def dropout_bwd(res, y_bar, *, rate=0.5, training=True):
+    key = res
+    if _is_identity(rate, training):
+        return y_bar, None
+    keep = _keep_mask(key, rate, y_bar.shape)  # regenerated: the same bits as the forward's
+    x_bar = _mask_and_scale(y_bar, keep, rate)  # y has x's dtype, so y_bar and x_bar do too
+    return x_bar, None
+
+
+dropout = make_layer(dropout_auto, dropout_fwd, dropout_bwd, name=NAME)
