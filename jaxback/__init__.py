@@ -1,5 +1,6 @@
 """jaxback: explicit, hand-derived gradients in JAX, each proven against autodiff."""
 
+from ._attention import AttentionParams, attention
 from ._activations import gelu, leaky_relu, relu, sigmoid, silu, softplus, tanh
 from ._combinators import backprop, serial
 from ._dropout import dropout
@@ -34,4 +35,6 @@ __all__ = [
     "embedding",
     "EmbeddingParams",
     "dropout",
+    "attention",
+    "AttentionParams",
 ]

@@ -1,0 +1,243 @@
+"""attention: multi-head self-attention, with a flash-attention style hand rule.
+
+Shapes first. ``x``: (N, T, D), N sequences of T tokens of width D; H = ``num_heads`` heads of size
+d = D / H. ``split`` cuts the width into heads, (N, T, D) -> (N, H, T, d); ``merge`` undoes it. Below,
+every per-head array carries a leading (N, H), left implicit: read Q, K, V, O as (T, d) matrices.
+
+  Forward   Q = split(x @ w_q), K = split(x @ w_k), V = split(x @ w_v)      (T, d) per head
+            S = Q @ K.T / sqrt(d)                              (T, d)(d, T) -> (T, T)
+            S[i, j] = -inf where query i may not see key j     (causal: j > i; mask[.., i, j] False)
+            P = softmax(S) along j                             (T, T), each row sums to 1
+            O = P @ V                                          (T, T)(T, d) -> (T, d)
+            y = merge(O) @ w_o + b_o                           (N, T, D)
+
+Chain rule, from the top down; y_bar = dL/dy: (N, T, D).
+
+* y = merge(O) @ w_o + b_o is a linear layer (see _linear.py) on the input merge(O):
+    b_o_bar = y_bar summed over (n, t),  w_o_bar = merge(O).T @ y_bar,  o_bar = split(y_bar @ w_o.T).
+* O = P @ V, so O[i, e] = sum_j P[i, j] V[j, e]. V[j, e] reaches O[i, e] for every query i, with
+  slope P[i, j]; P[i, j] reaches O[i, e] for every e, with slope V[j, e]:
+    v_bar[j, e] = sum_i P[i, j] o_bar[i, e]   -> v_bar = P.T @ o_bar        (T, T)(T, d)
+    p_bar[i, j] = sum_e o_bar[i, e] V[j, e]   -> p_bar = o_bar @ V.T        (T, d)(d, T)
+* Softmax, one row i at a time (see _softmax.py): dP[i, j]/dS[i, k] = P[i, j] (delta_jk - P[i, k]),
+    s_bar[i, k] = P[i, k] * (p_bar[i, k] - sum_j p_bar[i, j] P[i, j]).
+  (Substituting p_bar = o_bar @ V.T and O = P @ V, the row sum also equals rowsum(o_bar * O), the
+  form flash attention uses; see NOTE (rowsum) for why we keep rowsum(p_bar * P).)
+  A masked entry has P = 0, so its s_bar is 0: no gradient flows into a -inf score.
+* S = Q @ K.T / sqrt(d) is a product again: Q[i, e] meets every K[j, e], and K[j, e] every Q[i, e]:
+    q_bar = s_bar @ K / sqrt(d),   k_bar = s_bar.T @ Q / sqrt(d)              (T, T)(T, d)
+* Q, K, V are three linear maps of the same x, so x collects three terms and each w one.
+
+  Backward  y_bar = dL/dy: (N, T, D)
+            p       = exp(s - m - lse)                 recomputed from q, k: (N, H, T, T)
+            o_bar   = split(y_bar @ w_o.T)             (N, H, T, d)
+            v_bar   = p.T @ o_bar                      (T, T)(T, d) per head
+            p_bar   = o_bar @ v.T                      (T, d)(d, T)
+            s_bar   = p * (p_bar - rowsum(p_bar * p))  (T, T)
+            q_bar   = s_bar @ k / sqrt(d)              (T, T)(T, d)
+            k_bar   = s_bar.T @ q / sqrt(d)            (T, T)(T, d)
+            x_bar   = merge(q_bar) @ w_q.T + merge(k_bar) @ w_k.T + merge(v_bar) @ w_v.T
+            w_q_bar = x.T @ merge(q_bar)               summed over (n, t); w_k_bar, w_v_bar alike
+            w_o_bar = merge(o).T @ y_bar               summed over (n, t)
+            b_o_bar = y_bar.sum((0, 1))
+
+Residuals (the flash-attention idea, Dao et al. 2022): ``res = (params, x, q, k, v, o, lse, mask)``,
+q, k, v, o: (N, H, T, d), i.e. N*T*D numbers each, lse: (N, H, T, 1), and ``mask`` only if one was
+given (an input, kept by reference, not a new activation). Never P: ``bwd`` recomputes s from q and k
+and p = exp(s - m - lse). So res holds 5*N*T*D + N*H*T numbers, where autodiff keeps P and more,
+N*H*T*T each. The backward still builds (T, T) temporaries (p, p_bar, s_bar) for one call; only a
+tiled loop over key blocks, as in the flash kernels, would avoid those (not done here).
+
+NOTE (lse): L = m + lse is the row's log-sum-exp, m = max_j s its finite row maximum, and
+lse = log sum_j exp(s - m) in [0, log T]. We save lse, not L (which flash attention stores), and
+recompute m by one more max over the recomputed s: L rounds at the scale of m (for scores ~1e7,
+an absolute error ~1e-9, hence a relative error ~1e-9 in every recomputed P), while lse keeps
+full precision.
+NOTE (rowsum): flash attention takes the row sum as rowsum(o_bar * o), which saves a pass over a
+(T, T) block when tiling; we hold the whole row of p and p_bar anyway, and rowsum(p_bar * p) is the
+more accurate: for a saturated row (p one-hot, scores ~1e7) it equals p_bar[i, k] exactly, so
+s_bar = 0 as it should, while o_bar . o and o_bar . v_k round differently and leave noise of
+eps |o_bar| |v| that q_bar, k_bar and then w_q_bar, w_k_bar amplify by |k| |x| (measured: 1e-5
+where autodiff gives 0, at |x| ~ 1e4).
+NOTE (fully masked rows): a query that may see no key has no softmax. Convention: its row of P is
+0, so its row of O is 0, its y is b_o, and it sends no gradient into q, k, v (only b_o_bar sees its
+y_bar). m is set to 0 where the row max is -inf and lse to log(1) = 0 where the row sum is 0, so
+P = exp(-inf) = 0 with no inf - inf anywhere; ``auto`` uses the same ``where``s, so autodiff agrees.
+NOTE (stability): exp only ever sees s - m <= 0, so huge scores do not overflow; ``auto`` shifts by
+``stop_gradient(m)`` (exact: softmax does not change under a shift). Non-finite x gives NaN.
+NOTE (precision): below float32 the layer computes in float32 (scores and their exp need the range;
+flash kernels accumulate in float32 too) and casts y and the cotangents back to the inputs' dtypes.
+NOTE (no q/k/v biases): a bias on K adds q_i . b_k to every score of row i, which softmax ignores;
+a bias on V adds b_v @ w_o to every y (rows of P sum to 1; fully masked rows aside), which b_o
+already provides; a bias on Q adds a learned per-key term b_q . k_j, which many transformers omit.
+So only the output has a bias, and the rule stays four matrix products.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._layer import make_layer
+from ._validate import describe, require_float, require_rank
+
+__all__ = ["AttentionParams", "attention"]
+
+NAME = "attention"
+
+
+class AttentionParams(NamedTuple):
+    """``w_q``, ``w_k``, ``w_v``, ``w_o``: (D, D) projections; ``b_o``: (D,) output bias."""
+
+    w_q: jax.Array
+    w_k: jax.Array
+    w_v: jax.Array
+    w_o: jax.Array
+    b_o: jax.Array
+
+
+def attention_init(key, width: int, dtype=jnp.float32) -> AttentionParams:
+    """LeCun normal ``N(0, 1/width)`` for each projection (unit-variance in, unit-variance out), b_o = 0."""
+    keys = jax.random.split(key, 4)
+    w_q, w_k, w_v, w_o = (jax.random.normal(k, (width, width), dtype) / math.sqrt(max(width, 1)) for k in keys)
+    return AttentionParams(w_q, w_k, w_v, w_o, jnp.zeros((width,), dtype))
+
+
+def _check(params, x, num_heads, causal, mask) -> None:
+    if not isinstance(params, AttentionParams):
+        raise TypeError(f"{NAME}: params must be AttentionParams(w_q, w_k, w_v, w_o, b_o) (the cotangent "
+                        f"mirrors its structure); got {type(params).__name__}.")
+    require_float(NAME, "x", x)
+    require_rank(NAME, "x", x, 3, hint="Expected (batch, sequence, width); use x[None] for one sequence.")
+    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
+        raise ValueError(f"{NAME}: num_heads must be a positive Python int; got num_heads={num_heads!r}.")
+    if not isinstance(causal, bool):
+        raise TypeError(f"{NAME}: causal must be True or False; got causal={causal!r}.")
+    n, t, width = x.shape
+    if width % num_heads:
+        divisors = ", ".join(str(h) for h in range(1, width + 1) if width % h == 0)
+        raise ValueError(f"{NAME}: num_heads={num_heads} must divide the width D={width} (x.shape[-1]); got x "
+                         f"{describe(x)}. Choose num_heads among {divisors}.")
+    for field, expected in zip(params._fields, [(width, width)] * 4 + [(width,)]):
+        value = getattr(params, field)
+        require_float(NAME, f"params.{field}", value)
+        if jnp.shape(value) != expected:
+            raise ValueError(f"{NAME}: params.{field} must have shape {expected} to match the width D={width} "
+                             f"of x {describe(x)}; got {field} {describe(value)}.")
+    if mask is not None:
+        _check_mask(mask, (n, num_heads, t, t))
+
+
+def _check_mask(mask, full) -> None:
+    if not isinstance(mask, (jax.Array, np.ndarray)) or jnp.result_type(mask) != jnp.bool_:
+        got = describe(mask) if isinstance(mask, (jax.Array, np.ndarray)) else repr(mask)
+        raise TypeError(f"{NAME}: mask must be a boolean array (True = may attend) or None; got {got}.")
+    try:
+        fits = np.broadcast_shapes(mask.shape, full) == full
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{NAME}: mask must broadcast to (N, num_heads, T, T) = {full}, e.g. (T, T); "
+                         f"got mask {describe(mask)}.")
+
+
+# shared maths: auto, fwd and bwd all use these -----------------------------------------------------------
+def _compute_dtype(params, x):
+    return jnp.promote_types(jnp.result_type(x, *params), jnp.float32)  # NOTE (precision)
+
+
+def _as(params, dtype) -> AttentionParams:
+    return AttentionParams(*(p.astype(dtype) for p in params))
+
+
+def _split(a, num_heads):
+    """(N, T, D) -> (N, H, T, d)."""
+    n, t, width = a.shape
+    return a.reshape(n, t, num_heads, width // num_heads).transpose(0, 2, 1, 3)
+
+
+def _merge(a):
+    """(N, H, T, d) -> (N, T, D)."""
+    n, h, t, d = a.shape
+    return a.transpose(0, 2, 1, 3).reshape(n, t, h * d)
+
+
+def _allowed(t, causal, mask):
+    """Which (query, key) pairs may attend: a boolean broadcastable to (N, H, T, T), or None (all)."""
+    if causal:  # key j <= query i, rebuilt from iota: nothing to save
+        tri = lax.broadcasted_iota(jnp.int32, (t, t), 1) <= lax.broadcasted_iota(jnp.int32, (t, t), 0)
+        return tri if mask is None else tri & mask
+    return mask
+
+
+def _scores(q, k, allowed):
+    """s = q @ k.T / sqrt(d), -inf where not allowed: (N, H, T, T)."""
+    s = jnp.einsum("nhie,nhje->nhij", q, k) / math.sqrt(q.shape[-1])
+    return s if allowed is None else jnp.where(allowed, s, -jnp.inf)
+
+
+def _row_shift(s):
+    """m: the row max, 0 for a fully masked row; a constant shift, so no gradient flows into it."""
+    m = jnp.max(s, axis=-1, keepdims=True, initial=-jnp.inf)
+    return lax.stop_gradient(jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m)))
+
+
+def _log_row_sum(s, m):
+    """lse = log sum_j exp(s - m), and 0 (log 1) for a fully masked row (see NOTE)."""
+    l = jnp.sum(jnp.exp(s - m), axis=-1, keepdims=True)
+    return jnp.log(jnp.where(l > 0, l, jnp.ones_like(l)))
+
+
+def _forward(params, x, num_heads, causal, mask):
+    """y and the intermediates (q, k, v, o, lse) in the compute dtype."""
+    dtype = _compute_dtype(params, x)
+    p32, x32 = _as(params, dtype), x.astype(dtype)
+    q, k, v = (_split(x32 @ w, num_heads) for w in (p32.w_q, p32.w_k, p32.w_v))
+    s = _scores(q, k, _allowed(x.shape[1], causal, mask))
+    m = _row_shift(s)
+    lse = _log_row_sum(s, m)
+    o = jnp.exp(s - m - lse) @ v                                   # (N, H, T, T)(N, H, T, d)
+    y = _merge(o) @ p32.w_o + p32.b_o
+    return y.astype(jnp.result_type(x, *params)), (q, k, v, o, lse)
+
+
+def attention_auto(params: AttentionParams, x, *, num_heads: int, causal: bool = False, mask=None):
+    """Multi-head self-attention; x: (N, T, D) -> y: (N, T, D). ``mask``: True = may attend."""
+    _check(params, x, num_heads, causal, mask)
+    return _forward(params, x, num_heads, causal, mask)[0]
+
+
+def attention_fwd(params: AttentionParams, x, *, num_heads: int, causal: bool = False, mask=None):
+    _check(params, x, num_heads, causal, mask)
+    y, (q, k, v, o, lse) = _forward(params, x, num_heads, causal, mask)
+    return y, (params, x, q, k, v, o, lse, mask)
+
+
+def _outer(a, b):
+    """a.T @ b summed over (n, t): (N, T, D), (N, T, D) -> (D, D)."""
+    return jnp.einsum("ntd,nte->de", a, b)
+
+
+def attention_bwd(res, y_bar, *, num_heads: int, causal: bool = False, mask=None):
+    params, x, q, k, v, o, lse, saved_mask = res  # ``mask`` here is only ever a static None
+    p32, x32, y_bar32 = _as(params, q.dtype), x.astype(q.dtype), y_bar.astype(q.dtype)
+    s = _scores(q, k, _allowed(q.shape[2], causal, saved_mask))
+    p = jnp.exp(s - _row_shift(s) - lse)                           # recomputed, never saved
+    o_bar = _split(y_bar32 @ p32.w_o.T, num_heads)
+    v_bar = jnp.einsum("nhij,nhie->nhje", p, o_bar)                # p.T @ o_bar
+    p_bar = jnp.einsum("nhie,nhje->nhij", o_bar, v)                # o_bar @ v.T
+    s_bar = p * (p_bar - jnp.sum(p_bar * p, axis=-1, keepdims=True))
+    q_bar = jnp.einsum("nhij,nhje->nhie", s_bar, k) / math.sqrt(q.shape[-1])
+    k_bar = jnp.einsum("nhij,nhie->nhje", s_bar, q) / math.sqrt(q.shape[-1])
+    qkv_bar = [_merge(a) for a in (q_bar, k_bar, v_bar)]
+    x_bar = sum(a @ w.T for a, w in zip(qkv_bar, p32[:3]))
+    grads = [_outer(x32, a) for a in qkv_bar] + [_outer(_merge(o), y_bar32), y_bar32.sum((0, 1))]
+    return AttentionParams(*(g.astype(w.dtype) for g, w in zip(grads, params))), x_bar.astype(x.dtype)
+
+
+attention = make_layer(attention_auto, attention_fwd, attention_bwd, name=NAME, init=attention_init)

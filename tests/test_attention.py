@@ -1,0 +1,130 @@
+"""attention: what the generic registry checks (tests/test_registry.py) cannot see.
+
+Specific here: no (T, T) residual (flash-attention style), the fully-masked-row convention for the hand
+rule and autodiff alike, the mask as a traced jit argument, mixed dtypes, an independent forward
+witness (jax.nn.dot_product_attention), init, and the compiled memory of the gradient.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.ad_checkpoint import print_saved_residuals
+
+import jaxback as jb
+from jaxback._attention import AttentionParams, attention
+from jaxback._layer import make_layer
+from jaxback.testing import check_vjp, random_cotangent
+from jaxback.testing._entries_attention import ATTENTION as INFO, _mutant
+
+RNG = np.random.default_rng(0)
+
+
+def _args(n, t, width, dtype=jnp.float64, seed=0):
+    return INFO.sample_args(np.random.default_rng(seed), dtype, (n, t, width), "normal")
+
+
+def _vjp(fn, args, y_bar, **hyper):
+    return jax.vjp(functools.partial(fn, **hyper), *args)[1](y_bar)
+
+
+# the mutant harness ---------------------------------------------------------------------------------------
+def test_the_mutant_harness_with_no_mutation_passes():
+    """So the kills above are real: the step-by-step bwd the mutants edit is right as written."""
+    harness = make_layer(attention.auto, attention.fwd, _mutant("none").bwd, name="attention[none]",
+                         init=attention.init)
+    for hyper in INFO.hypers:
+        check_vjp(harness, *INFO.args(0, shape=(2, 4, 6)), fd=False, **hyper)
+
+
+# memory: flash-attention style residuals ------------------------------------------------------------------
+def test_hand_rule_saves_no_t_by_t_array_while_autodiff_does(capsys):
+    t = 32
+    params, x = _args(2, t, 8)
+    _, res = attention.fwd(params, x, num_heads=2, causal=True)
+    sizes = [leaf.size for leaf in jax.tree_util.tree_leaves(res)]
+    assert max(sizes) < t * t, sizes  # largest is x or q/k/v/o: N*T*D = 512
+    print_saved_residuals(lambda p, x: attention(p, x, num_heads=2, causal=True), params, x)
+    hand = capsys.readouterr().out
+    print_saved_residuals(lambda p, x: attention.auto(p, x, num_heads=2, causal=True), params, x)
+    auto = capsys.readouterr().out
+    assert f"{t},{t}]" not in hand and f"{t},{t}]" in auto, (hand, auto)
+
+
+def test_a_given_mask_is_kept_by_reference_only():
+    params, x = _args(1, 5, 4)
+    mask = jnp.asarray(RNG.random((5, 5)) < 0.5)
+    _, res = attention.fwd(params, x, num_heads=2, mask=mask)
+    assert res[-1] is mask  # an input, not a new activation
+    assert all(leaf.size < 5 * 5 for leaf in jax.tree_util.tree_leaves(res[:-1]))  # the rest: O(N T D)
+
+
+def test_gradient_needs_less_compiled_temp_memory_than_autodiff():
+    params, x = _args(2, 128, 16, jnp.float32)
+    y_bar = random_cotangent(attention.auto(params, x, num_heads=4))
+
+    def temp_bytes(fn):
+        grad = jax.jit(jax.grad(lambda p, x: jnp.vdot(fn(p, x, num_heads=4), y_bar), argnums=(0, 1)))
+        return grad.lower(params, x).compile().memory_analysis().temp_size_in_bytes
+
+    assert temp_bytes(attention.apply) < 0.8 * temp_bytes(attention.auto)
+
+
+# conventions ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fn", [attention.apply, attention.auto], ids=["hand", "auto"])
+def test_fully_masked_row_gives_b_o_and_sends_no_gradient(fn):
+    params, x = _args(2, 4, 6)
+    mask = jnp.ones((4, 4), bool).at[2].set(False)
+    y = fn(params, x, num_heads=2, mask=mask)
+    np.testing.assert_array_equal(y[:, 2], np.broadcast_to(params.b_o, (2, 6)))
+    y_bar = jnp.zeros_like(y).at[:, 2].set(1.0)  # a cotangent on the empty row only
+    params_bar, x_bar = _vjp(fn, (params, x), y_bar, num_heads=2, mask=mask)
+    for leaf in (*params_bar[:4], x_bar):
+        np.testing.assert_array_equal(leaf, 0.0)
+    np.testing.assert_array_equal(params_bar.b_o, 2.0)
+    y_bar = random_cotangent(y)  # and elsewhere nothing turns into NaN
+    cotangents = _vjp(fn, (params, x), y_bar, num_heads=2, mask=mask)
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(cotangents))
+
+
+@pytest.mark.parametrize("causal, mask_shape", [(True, None), (False, (4, 4)), (True, (2, 1, 4, 4))])
+def test_forward_matches_jax_nn_dot_product_attention(causal, mask_shape):
+    params, x = _args(2, 4, 6)
+    mask = None if mask_shape is None else jnp.asarray(RNG.random(mask_shape) < 0.6).at[..., 0].set(True)
+    y = attention(params, x, num_heads=2, causal=causal, mask=mask)
+    heads = lambda w: (x @ w).reshape(2, 4, 2, 3)  # jax.nn's layout: (N, T, H, d)
+    o = jax.nn.dot_product_attention(heads(params.w_q), heads(params.w_k), heads(params.w_v), mask=mask,
+                                     is_causal=causal, implementation="xla")
+    # jax.nn computes the softmax in float32 even for float64 inputs, hence the float32 tolerance
+    np.testing.assert_allclose(y, o.reshape(2, 4, 6) @ params.w_o + params.b_o, rtol=1e-5, atol=1e-6)
+
+
+def test_mask_as_a_traced_jit_argument():
+    params, x = _args(2, 4, 6)
+    mask = jnp.asarray(RNG.random((2, 1, 4, 4)) < 0.5)
+    y_bar = random_cotangent(attention.auto(params, x, num_heads=2, mask=mask))
+    grads = jax.jit(lambda p, x, m, fn: _vjp(fn, (p, x), y_bar, num_heads=2, causal=True, mask=m), static_argnums=3)
+    hand, auto = grads(params, x, mask, attention.apply), grads(params, x, mask, attention.auto)
+    for h, a in zip(jax.tree_util.tree_leaves(hand), jax.tree_util.tree_leaves(auto)):
+        np.testing.assert_allclose(h, a, rtol=1e-10, atol=1e-12)
+
+
+def test_mixed_dtypes_keep_each_primal_dtype():
+    params, _ = _args(2, 4, 6, jnp.float32)
+    x = jnp.asarray(RNG.standard_normal((2, 4, 6)), jnp.bfloat16)
+    y, res = attention.fwd(params, x, num_heads=2)
+    params_bar, x_bar = attention.bwd(res, jnp.ones_like(y), num_heads=2)
+    assert y.dtype == jnp.float32 and x_bar.dtype == jnp.bfloat16
+    assert {l.dtype for l in params_bar} == {jnp.dtype(jnp.float32)}
+    check_vjp(attention, params, x, fd=False, num_heads=2)
+
+
+def test_init():
+    params = attention.init(jax.random.PRNGKey(0), 256)
+    assert isinstance(params, AttentionParams) and isinstance(attention, jb.Layer)
+    assert all(w.shape == (256, 256) and w.dtype == jnp.float32 for w in params[:4])
+    np.testing.assert_array_equal(params.b_o, np.zeros(256))
+    np.testing.assert_allclose([float(jnp.var(w)) for w in params[:4]], 1 / 256, rtol=0.05)
+    assert attention.init(jax.random.PRNGKey(0), 4, jnp.float64).w_q.dtype == jnp.float64
