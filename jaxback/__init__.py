@@ -2,11 +2,13 @@
 
 from ._attention import AttentionParams, attention
 from ._activations import gelu, leaky_relu, relu, sigmoid, silu, softplus, tanh
+from ._batch_norm import BatchNormParams, BatchNormState, batch_norm, batch_norm_state
 from ._combinators import backprop, serial
 from ._dropout import dropout
 from ._embedding import EmbeddingParams, embedding
 from ._layer import Layer, bind, make_layer
 from ._linear import LinearParams, linear
+from ._norm import LayerNormParams, RMSNormParams, layer_norm, rms_norm
 from ._losses import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
 from ._softmax import log_softmax, softmax
 
@@ -37,4 +39,12 @@ __all__ = [
     "dropout",
     "attention",
     "AttentionParams",
+    "layer_norm",
+    "LayerNormParams",
+    "rms_norm",
+    "RMSNormParams",
+    "batch_norm",
+    "BatchNormParams",
+    "BatchNormState",
+    "batch_norm_state",
 ]

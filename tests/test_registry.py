@@ -44,7 +44,7 @@ def test_every_exported_layer_is_registered():
 @given(data=st.data())
 def test_float64_matches_autodiff_and_finite_differences(info, data):
     args, hyper, _ = _draw(data, info)
-    check_vjp(info.layer, *args, fd=True, **hyper)
+    check_vjp(info.layer, *args, fd=info.finite_differences, **hyper)
 
 
 @by_info

@@ -84,6 +84,8 @@ class LayerInfo:
       supports: the transformations it works under, a subset of ``FLAGS``.
       not_applicable: flags or dtype names that make no sense for the layer (shown as "n.a."
         rather than as unsupported).
+      finite_differences: whether central differences of the *whole* output are a valid witness
+        (False where an output is deliberately not differentiated, e.g. running statistics).
       notes: why a flag or dtype is missing or not applicable, for the conformance table.
       bench_shape, bench_hyper: a realistic size for the memory audit (``benchmarks/``); no
         audit row without a bench_shape.
@@ -100,6 +102,7 @@ class LayerInfo:
     dtypes: tuple = DTYPES
     supports: frozenset = frozenset(FLAGS)
     not_applicable: frozenset = frozenset()
+    finite_differences: bool = True
     notes: str = ""
     bench_shape: Optional[tuple] = None
     bench_hyper: Mapping[str, Any] = dataclasses.field(default_factory=dict)

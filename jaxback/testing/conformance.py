@@ -29,7 +29,7 @@ def table(infos) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for info in infos:
         dtypes = {jnp.dtype(d).name for d in info.dtypes}
-        row = ([f"`{info.name}`", "✓"] + [_mark(info, d, d in dtypes) for d in LOW_DTYPES]
+        row = ([f"`{info.name}`", "✓" if info.finite_differences else "✓ (no FD: see notes)"] + [_mark(info, d, d in dtypes) for d in LOW_DTYPES]
                + [_mark(info, f, f in info.supports) for f in FLAGS]
                + [str(len(info.edge_cases)), str(len(info.error_cases)), str(len(info.mutants)), info.notes])
         lines.append("| " + " | ".join(row) + " |")

@@ -1,0 +1,243 @@
+"""layer_norm and rms_norm: normalise every row of ``x`` (its last axis), then scale (and shift).
+
+Shapes first. x: (..., D); the statistics run along the last axis, separately for every index of
+the leading axes, so write one row as a vector x: (D,). scale, bias: (D,); y has x's shape.
+
+layer_norm.  Forward, one row x: (D,)
+    x0    = x[0]                          a constant shift (NOTE: stability); any constant works
+    mu    = mean(x - x0)                  so the row mean is x0 + mu
+    xc    = (x - x0) - mu                 the centred row, x - mean(x)
+    var   = mean(xc**2)                   two-pass: the mean first, then the squared deviations
+    rstd  = 1 / sqrt(var + eps)
+    x_hat = xc * rstd
+    y     = x_hat * scale + bias
+
+  Chain rule. Each x[j] moves every x_hat[i], through the mean and through rstd:
+    d mean/dx[j]  = 1/D
+    d var/dx[j]   = (2/D) sum_i xc[i] (delta_ij - 1/D) = 2 xc[j] / D         (sum_i xc[i] = 0)
+    d rstd/dx[j]  = -1/2 (var + eps)**(-3/2) * 2 xc[j] / D = -rstd**2 x_hat[j] / D
+    dx_hat[i]/dx[j] = rstd (delta_ij - 1/D) + xc[i] d rstd/dx[j]
+                    = rstd (delta_ij - 1/D - x_hat[i] x_hat[j] / D)
+  y = x_hat * scale + bias is elementwise, so g = dL/dx_hat = y_bar * scale, and
+    x_bar[j] = sum_i g[i] dx_hat[i]/dx[j] = rstd (g[j] - mean(g) - x_hat[j] mean(g * x_hat)).
+  scale and bias are shared by all rows: their gradients sum over the rows.
+
+  Backward  y_bar = dL/dy: (..., D)
+            x_hat     = ((x - x0) - mu) * rstd                          recomputed, (..., D)
+            g         = y_bar * scale                                   (..., D)
+            x_bar     = rstd * (g - mean(g) - x_hat * mean(g * x_hat))  means over the last axis
+            scale_bar = sum(y_bar * x_hat) over every axis but the last (D,)
+            bias_bar  = sum(y_bar) over every axis but the last         (D,)
+
+rms_norm.  Forward, one row x: (D,)
+    rstd = 1 / sqrt(mean(x**2) + eps),   x_hat = x * rstd,   y = x_hat * scale
+  The same steps with no mean: d rstd/dx[j] = -rstd**2 x_hat[j] / D, so
+    dx_hat[i]/dx[j] = rstd (delta_ij - x_hat[i] x_hat[j] / D)
+
+  Backward  x_hat     = x * rstd                                        recomputed
+            g         = y_bar * scale
+            x_bar     = rstd * (g - x_hat * mean(g * x_hat))            mean over the last axis
+            scale_bar = sum(y_bar * x_hat) over every axis but the last
+
+Residuals. layer_norm saves ``(params, x, mu, rstd)``, rms_norm ``(params, x, rstd)``; mu, rstd are
+(..., 1): 2N (N = rows) floats of the compute dtype beyond arrays that are alive anyway (params are
+the model's weights, x is the previous layer's output). We save x, not x_hat: x_hat would be a new
+(..., D) buffer (and float32 for a bfloat16 x), while recomputing it is one fused elementwise op.
+mu is the mean measured from x0 (mean = x0 + mu, same size) so bwd rebuilds xc exactly as fwd;
+x0 itself is sliced from x again.
+
+NOTE (stability):
+* Statistics are computed in at least float32 (bfloat16/float16 inputs are upcast: 1e4**2 already
+  overflows float16); y is cast back to the result dtype of (x, scale, bias).
+* The shift x0 (two-pass on shifted data): for a row far from zero, x - x0 is exact (the numbers
+  are close), so nearly constant rows such as 1e8 + 1e-3 * noise keep all their digits, where
+  x - mean(x) would inherit the rounding of a mean near 1e8. A constant row gives xc = 0 exactly.
+* Squares are taken of xc * p, p = 1 / max(max|x - x0|, 1) (|xc * p| <= 2), and
+  rstd = p / sqrt(mean((xc * p)**2) + eps * p**2) is the same number, so no square overflows:
+  |x| may go up to about dtype max / (2 D), not sqrt(dtype max). rms_norm: p = 1 / max(max|x|, 1).
+* x0 and p are held constant (``lax.stop_gradient``) in auto as in fwd: y does not depend on them.
+* Zero variance (a constant row, or D = 1): rstd = 1/sqrt(eps), x_hat = 0, so y = bias exactly and
+  x_bar = rstd * (g - mean(g)) is finite (0 when D = 1); the row adds 0 to scale_bar. rms_norm on
+  a zero row: y = 0, x_bar = g / sqrt(eps). Autodiff of ``auto`` gives the same (it is the same
+  maths). eps must be > 0. A row holding inf or NaN gives NaN.
+"""
+
+from __future__ import annotations
+
+import functools
+from numbers import Real
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._layer import make_layer
+from ._validate import describe, require_float, require_rank
+
+__all__ = ["LayerNormParams", "RMSNormParams", "layer_norm", "rms_norm"]
+
+
+class LayerNormParams(NamedTuple):
+    """``scale``: (D,) gain, ``bias``: (D,) shift."""
+
+    scale: jax.Array
+    bias: jax.Array
+
+
+class RMSNormParams(NamedTuple):
+    """``scale``: (D,) gain."""
+
+    scale: jax.Array
+
+
+def layer_norm_init(key, num_features: int, dtype=jnp.float32) -> LayerNormParams:
+    """scale = 1, bias = 0: the layer starts as plain standardisation. ``key`` is unused."""
+    return LayerNormParams(jnp.ones((num_features,), dtype), jnp.zeros((num_features,), dtype))
+
+
+def rms_norm_init(key, num_features: int, dtype=jnp.float32) -> RMSNormParams:
+    """scale = 1. ``key`` is unused (kept for the common ``init(key, ...)`` signature)."""
+    return RMSNormParams(jnp.ones((num_features,), dtype))
+
+
+# checks shared with batch_norm ---------------------------------------------------------------------
+def require_number(layer: str, arg: str, value, ok, expected: str) -> None:
+    """A hyperparameter must be a Python real (static under jit) and satisfy ``ok``."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{layer}: {arg} must be a Python number (static under jit); "
+                        f"got {value!r} of type {type(value).__name__}.")
+    if not ok(value):
+        raise ValueError(f"{layer}: {arg} must be {expected}; got {arg}={value!r}.")
+
+
+def check_affine(layer: str, params, x, eps, params_type) -> None:
+    """params a ``params_type`` of floating (D,) arrays; x: (..., D) floating, D >= 1; eps > 0."""
+    if getattr(params, "_fields", None) != params_type._fields:
+        raise TypeError(f"{layer}: params must be a {params_type.__name__}{params_type._fields}; got "
+                        f"{type(params).__name__}. Build it with {layer}.init(key, num_features).")
+    require_float(layer, "x", x)
+    require_rank(layer, "x", x, 1, at_least=True)
+    if x.shape[-1] < 1:
+        raise ValueError(f"{layer}: x.shape[-1] must be >= 1; got x {describe(x)}.")
+    for field, value in params._asdict().items():
+        require_float(layer, f"params.{field}", value)
+        if jnp.shape(value) != (x.shape[-1],):
+            raise ValueError(f"{layer}: params.{field} must have shape (x.shape[-1],) = ({x.shape[-1]},); "
+                             f"got params.{field} {describe(value)}, x {describe(x)}.")
+    require_number(layer, "eps", eps, lambda v: v > 0, "> 0 (it keeps 1/sqrt(var + eps) finite)")
+
+
+# maths shared with batch_norm ----------------------------------------------------------------------
+def compute_dtype(*arrays):
+    """At least float32: statistics of bfloat16/float16 data are accumulated in float32."""
+    return jnp.promote_types(jnp.result_type(*arrays), jnp.float32)
+
+
+def first_entries(x, axes):
+    """x's first entry along ``axes`` (keepdims): the shift x0, a constant (no gradient)."""
+    return lax.stop_gradient(x[tuple(slice(0, 1) if a in axes else slice(None) for a in range(x.ndim))])
+
+
+def centered(x, mu, axes):
+    """``(x - x0) - mu`` = x - mean(x), with mu = mean(x - x0) (see NOTE on stability)."""
+    return (x - first_entries(x, axes)) - mu
+
+
+def _mean_square_and_rstd(xc, bound, eps, axes):
+    """``(mean(xc**2), 1/sqrt(mean(xc**2) + eps))`` along ``axes``, squaring xc * p (no overflow)."""
+    p = 1 / jnp.maximum(lax.stop_gradient(bound), 1)
+    ms_p = jnp.mean(jnp.square(xc * p), axes, keepdims=True)  # = mean(xc**2) * p**2
+    return ms_p / p / p, p * lax.rsqrt(ms_p + eps * p * p)
+
+
+def moments(x, eps, axes):
+    """``(mu, var, rstd)`` along ``axes`` (keepdims): mean = x0 + mu, two-pass variance."""
+    dev = x - first_entries(x, axes)
+    mu = jnp.mean(dev, axes, keepdims=True)
+    var, rstd = _mean_square_and_rstd(dev - mu, jnp.max(jnp.abs(dev), axes, keepdims=True), eps, axes)
+    return mu, var, rstd
+
+
+def centered_x_bar(g, x_hat, rstd, axes):
+    """``rstd * (g - mean(g) - x_hat * mean(g * x_hat))``, means along ``axes``."""
+    mean = functools.partial(jnp.mean, axis=axes, keepdims=True)
+    return rstd * (g - mean(g) - x_hat * mean(g * x_hat))
+
+
+def sum_rows(t, dtype):
+    """Sum over every axis but the last (the gradient of a parameter shared by all rows)."""
+    return t.sum(tuple(range(t.ndim - 1))).astype(dtype)
+
+
+def _last(x):
+    return (x.ndim - 1,)
+
+
+# layer_norm ---------------------------------------------------------------------------------------
+def _layer_norm(params, x, eps):
+    """``(y, mu, rstd)``, statistics in the compute dtype."""
+    xf = x.astype(compute_dtype(x, *params))
+    mu, _, rstd = moments(xf, eps, _last(x))
+    y = centered(xf, mu, _last(x)) * rstd * params.scale + params.bias
+    return y.astype(jnp.result_type(x, *params)), mu, rstd
+
+
+def layer_norm_auto(params: LayerNormParams, x, eps=1e-5):
+    """``y = (x - mean) / sqrt(var + eps) * scale + bias`` over the last axis; x: (..., D)."""
+    check_affine("layer_norm", params, x, eps, LayerNormParams)
+    return _layer_norm(params, x, eps)[0]
+
+
+def layer_norm_fwd(params: LayerNormParams, x, eps=1e-5):
+    check_affine("layer_norm", params, x, eps, LayerNormParams)
+    y, mu, rstd = _layer_norm(params, x, eps)
+    return y, (params, x, mu, rstd)
+
+
+def layer_norm_bwd(res, y_bar, eps=1e-5):
+    params, x, mu, rstd = res
+    y_bar = y_bar.astype(rstd.dtype)
+    x_hat = centered(x.astype(rstd.dtype), mu, _last(x)) * rstd
+    g = y_bar * params.scale
+    x_bar = centered_x_bar(g, x_hat, rstd, _last(x))
+    scale_bar = sum_rows(y_bar * x_hat, params.scale.dtype)
+    bias_bar = sum_rows(y_bar, params.bias.dtype)
+    return LayerNormParams(scale_bar, bias_bar), x_bar.astype(x.dtype)
+
+
+layer_norm = make_layer(layer_norm_auto, layer_norm_fwd, layer_norm_bwd, name="layer_norm",
+                        init=layer_norm_init)
+
+
+# rms_norm -----------------------------------------------------------------------------------------
+def _rms_norm(params, x, eps):
+    """``(y, rstd)``, statistics in the compute dtype."""
+    xf = x.astype(compute_dtype(x, *params))
+    _, rstd = _mean_square_and_rstd(xf, jnp.max(jnp.abs(xf), -1, keepdims=True), eps, _last(x))
+    return (xf * rstd * params.scale).astype(jnp.result_type(x, *params)), rstd
+
+
+def rms_norm_auto(params: RMSNormParams, x, eps=1e-6):
+    """``y = x / sqrt(mean(x**2) + eps) * scale`` over the last axis; x: (..., D)."""
+    check_affine("rms_norm", params, x, eps, RMSNormParams)
+    return _rms_norm(params, x, eps)[0]
+
+
+def rms_norm_fwd(params: RMSNormParams, x, eps=1e-6):
+    check_affine("rms_norm", params, x, eps, RMSNormParams)
+    y, rstd = _rms_norm(params, x, eps)
+    return y, (params, x, rstd)
+
+
+def rms_norm_bwd(res, y_bar, eps=1e-6):
+    params, x, rstd = res
+    y_bar = y_bar.astype(rstd.dtype)
+    x_hat = x.astype(rstd.dtype) * rstd
+    g = y_bar * params.scale
+    x_bar = rstd * (g - x_hat * jnp.mean(g * x_hat, -1, keepdims=True))
+    scale_bar = sum_rows(y_bar * x_hat, params.scale.dtype)
+    return RMSNormParams(scale_bar), x_bar.astype(x.dtype)
+
+
+rms_norm = make_layer(rms_norm_auto, rms_norm_fwd, rms_norm_bwd, name="rms_norm", init=rms_norm_init)
