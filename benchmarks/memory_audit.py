@@ -4,11 +4,9 @@
 
 For every registry entry with a ``bench_shape``, in one run:
 
-* residuals: the arrays the VJP closure keeps alive between forward and backward, i.e. the leaves
-  of ``jax.vjp(f, *args)[1]`` (the same list ``jax.ad_checkpoint.print_saved_residuals`` prints),
-  for ``layer.apply`` (hand rule) and ``layer.auto`` (autodiff), without jit;
-* compiled temp: ``jit(grad(args -> <f(args), y_bar>)).lower(...).compile().memory_analysis()
-  .temp_size_in_bytes``: what a jitted gradient step really allocates beyond inputs and outputs.
+* residuals (``jaxback.testing.memory.residual_bytes``): the arrays the VJP closure keeps alive
+  between forward and backward, for ``layer.apply`` (hand rule) and ``layer.auto`` (autodiff);
+* compiled temp (``compiled_temp_bytes``): what a jitted gradient really allocates.
 
 XLA already recovers much of what autodiff saves once the step is jitted (fusion and
 rematerialisation of elementwise work), so only the second column is a claim about real memory.
@@ -23,25 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxback.testing import random_cotangent, registered
-from jaxback.testing._checks import float_positions
-
-
-def residual_bytes(fn, args) -> int:
-    vjp_fn = jax.vjp(fn, *args)[1]
-    return sum(l.size * l.dtype.itemsize for l in jax.tree_util.tree_leaves(vjp_fn) if hasattr(l, "dtype"))
-
-
-def compiled_temp_bytes(fn, args, y_bar) -> int:
-    pos = float_positions(args)
-
-    def pairing(float_args):
-        full = list(args)
-        for i, a in zip(pos, float_args):
-            full[i] = a
-        return sum(jnp.vdot(y, g) for y, g in zip(jax.tree_util.tree_leaves(fn(*full)), jax.tree_util.tree_leaves(y_bar)))
-
-    grad = jax.jit(jax.grad(pairing))
-    return grad.lower(tuple(args[i] for i in pos)).compile().memory_analysis().temp_size_in_bytes
+from jaxback.testing.memory import compiled_temp_bytes, residual_bytes
 
 
 def audit(info, dtype):
@@ -49,7 +29,7 @@ def audit(info, dtype):
     hand = functools.partial(info.layer.apply, **info.bench_hyper)
     auto = functools.partial(info.layer.auto, **info.bench_hyper)
     y_bar = random_cotangent(auto(*args))
-    return (residual_bytes(hand, args), residual_bytes(auto, args),
+    return (residual_bytes(hand, *args), residual_bytes(auto, *args),
             compiled_temp_bytes(hand, args, y_bar), compiled_temp_bytes(auto, args, y_bar))
 
 
