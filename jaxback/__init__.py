@@ -3,6 +3,7 @@
 from ._attention import AttentionParams, attention
 from ._activations import gelu, leaky_relu, relu, sigmoid, silu, softplus, tanh
 from ._batch_norm import BatchNormParams, BatchNormState, batch_norm, batch_norm_state
+from ._conv import Conv2dParams, conv2d
 from ._combinators import backprop, serial
 from ._dropout import dropout
 from ._embedding import EmbeddingParams, embedding
@@ -10,6 +11,7 @@ from ._layer import Layer, bind, make_layer
 from ._linear import LinearParams, linear
 from ._norm import LayerNormParams, RMSNormParams, layer_norm, rms_norm
 from ._losses import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
+from ._pooling import avg_pool2d, flatten, max_pool2d
 from ._softmax import log_softmax, softmax
 
 __version__ = "0.1.0"
@@ -47,4 +49,9 @@ __all__ = [
     "BatchNormParams",
     "BatchNormState",
     "batch_norm_state",
+    "conv2d",
+    "Conv2dParams",
+    "max_pool2d",
+    "avg_pool2d",
+    "flatten",
 ]

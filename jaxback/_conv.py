@@ -1,0 +1,184 @@
+"""conv2d: a 2-D convolution (cross-correlation, as in every deep-learning library), NHWC/HWIO.
+
+Shapes first. ``x``: (N, H, W, C_in), ``w``: (kh, kw, C_in, C_out), ``b``: (C_out,), and
+``y``: (N, H', W', C_out). The hyperparameters are a ``stride`` s, a kernel ``dilation`` d and a
+``padding`` (lo, hi) of zeros per spatial axis. The dilated kernel spans ``e = (k - 1) d + 1`` rows,
+so ``H' = (H + lo + hi - e) // s + 1``. The floor leaves ``r = (H + lo + hi - e) % s`` rows at the
+bottom that no window reaches ("leftover rows"); they matter below.
+
+1-D, one channel. Write ``xp[t] = x[t - lo]`` (zero outside 0..H-1) for the padded input. Then
+
+  Forward   y[i] = sum_k xp[i*s + k*d] w[k] = sum_k x[i*s + k*d - lo] w[k]       i = 0..H'-1
+
+Chain rule with ``y_bar = dL/dy``: dL/du = sum_i y_bar[i] dy[i]/du for every input entry u.
+
+* ``dy[i]/dx[j] = w[k]`` exactly when ``j = i*s + k*d - lo``, so
+
+      x_bar[j] = sum over (i, k) with i*s + k*d = j + lo of  y_bar[i] w[k].
+
+  Spread y_bar out by the stride, ``z[i*s] = y_bar[i]`` and zeros between (length (H'-1) s + 1),
+  and the condition is just ``z``'s index: x_bar[j] = sum_k z[j + lo - k*d] w[k]. Flip the kernel,
+  ``wf[m] = w[K - 1 - m]`` (K taps), and it reads as an ordinary stride-1 correlation:
+
+      x_bar[j] = sum_m z[j + m*d - (e - 1 - lo)] wf[m],
+
+  i.e. pad z with ``e - 1 - lo`` zeros on the left and ``e - 1 - hi + r`` on the right (so that
+  x_bar has H entries: the r leftover rows receive only zeros), dilate the flipped kernel by d.
+  ``lax.conv_general_dilated`` does the spreading for us: ``lhs_dilation = s``. A padding can be
+  negative (lo > e - 1 crops z): XLA accepts that.
+* ``dy[i]/dw[k] = xp[i*s + k*d]``, so w_bar[k] = sum_i y_bar[i] xp[i*s + k*d]: a correlation of
+  xp with y_bar, whose taps are s apart (``rhs_dilation = s``) and whose outputs are d apart
+  (``window_strides = d``). Padding (lo, hi - r) drops the leftover rows, giving exactly K outputs.
+* ``dy[i]/db = 1``, so b_bar = sum_i y_bar[i].
+
+2-D and channels. The index maths factorises per spatial axis (each has its own s, d, lo, hi, r),
+and with channels y[n, i, o] = sum_{k, c} xp[n, i*s + k*d, c] w[k, c, o] + b[o], so
+
+* x_bar[n, j, c] sums y_bar[n, ., o] w[., c, o] over o: the kernel's in/out channels swap roles
+  (``w_t = flip(w, (0, 1)).swapaxes(2, 3)``: (kh, kw, C_out, C_in));
+* w_bar[k, c, o] sums x[n, ., c] y_bar[n, ., o] over n and positions: the *batch* n is the contracted
+  dimension, so we hand XLA x as (features=N, H, W, batch=C_in) and y_bar as (in=N, H', W',
+  out=C_out): dimension numbers ("CHWN", "IHWO", "HWNC"); the output is w_bar in HWIO directly.
+  One convolution, never the N per-example kernel gradients.
+
+  Backward  y_bar: (N, H', W', C_out)
+            w_t   = flip(w, (0, 1)).swapaxes(2, 3)                          (kh, kw, C_out, C_in)
+            x_bar = conv(y_bar, w_t, strides 1, pads x_pads, lhs_dilation s, rhs_dilation d)
+            w_bar = conv(x, y_bar, strides d, pads w_pads, rhs_dilation s, ("CHWN", "IHWO", "HWNC"))
+            b_bar = y_bar.sum((0, 1, 2))                                     (C_out,)
+  with, per axis, x_pads = (e - 1 - lo, e - 1 - hi + r) and w_pads = (lo, hi - r).
+
+NOTE: "SAME" pads ``(H'-1) s + e - H`` zeros with H' = ceil(H / s), the smaller half on top/left
+(``lax.padtype_to_pads``, TensorFlow's convention). x and w of different float dtypes are promoted
+(like ``x @ w``); each cotangent is cast back to its primal's dtype.
+Residuals: ``params`` and ``x`` (the inputs themselves; nothing of size N H' W' C_out is saved).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._layer import make_layer
+from ._validate import describe, require_float, require_rank
+
+__all__ = ["Conv2dParams", "conv2d"]
+
+NAME = "conv2d"
+DIMS = ("NHWC", "HWIO", "NHWC")
+_W_BAR_DIMS = ("CHWN", "IHWO", "HWNC")  # batch <-> feature: the batch is contracted (see above)
+
+
+class Conv2dParams(NamedTuple):
+    """``w``: (kh, kw, C_in, C_out) kernel (HWIO), ``b``: (C_out,) bias."""
+
+    w: jax.Array
+    b: jax.Array
+
+
+def conv2d_init(key, kh: int, kw: int, c_in: int, c_out: int, dtype=jnp.float32) -> Conv2dParams:
+    """LeCun normal: ``w ~ N(0, 1/fan_in)`` with ``fan_in = kh * kw * c_in``, ``b = 0``."""
+    fan_in = kh * kw * c_in
+    w = jax.random.normal(key, (kh, kw, c_in, c_out), dtype) / math.sqrt(max(fan_in, 1))
+    return Conv2dParams(w=w, b=jnp.zeros((c_out,), dtype))
+
+
+# hyperparameter helpers, shared with _pooling ---------------------------------------------------------
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def pair(name: str, arg: str, value) -> tuple[int, int]:
+    """``value`` as ``(rows, cols)`` positive ints: an int means the same for both."""
+    both = (value, value) if _is_int(value) else value
+    if not (isinstance(both, tuple) and len(both) == 2 and all(_is_int(v) and v >= 1 for v in both)):
+        raise ValueError(f"{name}: {arg} must be a positive int or a pair of positive ints; got {arg}={value!r}.")
+    return both
+
+
+def explicit_padding(name, padding, in_hw, window_hw, stride) -> tuple:
+    """``((top, bottom), (left, right))`` from "SAME" | "VALID" | int | explicit pairs (all >= 0)."""
+    if isinstance(padding, str) and padding in ("SAME", "VALID"):
+        return tuple(lax.padtype_to_pads(in_hw, window_hw, stride, padding))
+    if _is_int(padding) and padding >= 0:
+        return ((padding, padding), (padding, padding))
+    if (isinstance(padding, tuple) and len(padding) == 2
+            and all(isinstance(p, tuple) and len(p) == 2 and all(_is_int(v) and v >= 0 for v in p) for p in padding)):
+        return padding
+    raise ValueError(
+        f'{name}: padding must be "SAME", "VALID", a non-negative int or ((top, bottom), (left, right)) '
+        f"of non-negative ints; got padding={padding!r}."
+    )
+
+
+def leftover(size: int, pads: tuple, span: int, stride: int) -> int:
+    """Rows past the last window: ``(size + lo + hi - span) % stride``."""
+    return (size + pads[0] + pads[1] - span) % stride
+
+
+# conv2d ---------------------------------------------------------------------------------------------------
+def _check(params, x, stride, padding, dilation):
+    """Validate, and return ``(s, d, pads)`` with pads ``((top, bottom), (left, right))``."""
+    for arg, a in (("x", x), ("params.w", params.w), ("params.b", params.b)):
+        require_float(NAME, arg, a)
+    require_rank(NAME, "x", x, 4, hint="Expected NHWC: (N, H, W, C_in).")
+    require_rank(NAME, "params.w", params.w, 4, hint="Expected HWIO: (kh, kw, C_in, C_out).")
+    if x.shape[-1] != params.w.shape[2]:
+        raise ValueError(f"{NAME}: x.shape[-1] must equal w.shape[2] (input channels); got x {describe(x)}, "
+                         f"w {describe(params.w)}. Is x NHWC and w HWIO?")
+    if params.b.shape != (params.w.shape[3],):
+        raise ValueError(f"{NAME}: b must have shape (w.shape[3],) = ({params.w.shape[3]},); got b {describe(params.b)}.")
+    s, d = pair(NAME, "stride", stride), pair(NAME, "dilation", dilation)
+    span = tuple((k - 1) * di + 1 for k, di in zip(params.w.shape[:2], d))
+    pads = explicit_padding(NAME, padding, x.shape[1:3], span, s)
+    if any(h + lo + hi < e for h, (lo, hi), e in zip(x.shape[1:3], pads, span)):
+        raise ValueError(f"{NAME}: the dilated kernel spans {span[0]}x{span[1]}, more than the padded input "
+                         f"(x {describe(x)}, padding={pads}); use a smaller kernel or dilation, or more padding.")
+    return s, d, pads
+
+
+def _grad_pads(x, w, d, s, pads):
+    """Per axis, the paddings of the x_bar and w_bar convolutions (see the docstring)."""
+    x_pads, w_pads = [], []
+    for h, k, di, si, (lo, hi) in zip(x.shape[1:3], w.shape[:2], d, s, pads):
+        e = (k - 1) * di + 1
+        r = leftover(h, (lo, hi), e, si)
+        x_pads.append((e - 1 - lo, e - 1 - hi + r))
+        w_pads.append((lo, hi - r))
+    return tuple(x_pads), tuple(w_pads)
+
+
+def conv2d_auto(params: Conv2dParams, x, *, stride=1, padding="SAME", dilation=1):
+    """``y = conv(x, w) + b``; x: (N, H, W, C_in), w: (kh, kw, C_in, C_out) -> y: (N, H', W', C_out)."""
+    s, d, pads = _check(params, x, stride, padding, dilation)
+    dtype = jnp.result_type(x, params.w, params.b)
+    y = lax.conv_general_dilated(x.astype(dtype), params.w.astype(dtype), s, pads,
+                                 rhs_dilation=d, dimension_numbers=DIMS)
+    return y + params.b.astype(dtype)
+
+
+def conv2d_fwd(params: Conv2dParams, x, *, stride=1, padding="SAME", dilation=1):
+    return conv2d_auto(params, x, stride=stride, padding=padding, dilation=dilation), (params, x)
+
+
+def conv2d_bwd(res, y_bar, *, stride=1, padding="SAME", dilation=1):
+    params, x = res
+    s, d, pads = _check(params, x, stride, padding, dilation)
+    x_pads, w_pads = _grad_pads(x, params.w, d, s, pads)
+    w_t = jnp.flip(params.w, (0, 1)).swapaxes(2, 3).astype(y_bar.dtype)  # (kh, kw, C_out, C_in)
+    x_bar = lax.conv_general_dilated(y_bar, w_t, (1, 1), x_pads, lhs_dilation=s, rhs_dilation=d,
+                                     dimension_numbers=DIMS)
+    w_bar = lax.conv_general_dilated(x.astype(y_bar.dtype), y_bar, d, w_pads, rhs_dilation=s,
+                                     dimension_numbers=_W_BAR_DIMS)  # (kh, kw, C_in, C_out)
+    b_bar = y_bar.sum((0, 1, 2))
+    params_bar = Conv2dParams(w_bar.astype(params.w.dtype), b_bar.astype(params.b.dtype))
+    return params_bar, x_bar.astype(x.dtype)
+
+
+# One compiled program for the rule (hyperparameters static): eager dispatch of its ops is slower.
+conv2d = make_layer(conv2d_auto, conv2d_fwd, jax.jit(conv2d_bwd, static_argnames=("stride", "padding", "dilation")),
+                    name=NAME, init=conv2d_init)
