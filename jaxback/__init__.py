@@ -10,6 +10,7 @@ from ._embedding import EmbeddingParams, embedding
 from ._layer import Layer, bind, make_layer
 from ._linear import LinearParams, linear
 from ._norm import LayerNormParams, RMSNormParams, layer_norm, rms_norm
+from ._lstm import LSTMParams, LSTMState, lstm, lstm_state
 from ._losses import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
 from ._pooling import avg_pool2d, flatten, max_pool2d
 from ._softmax import log_softmax, softmax
@@ -54,4 +55,8 @@ __all__ = [
     "max_pool2d",
     "avg_pool2d",
     "flatten",
+    "lstm",
+    "LSTMParams",
+    "LSTMState",
+    "lstm_state",
 ]

@@ -66,3 +66,18 @@ def test_bind_fixes_hyperparameters_and_names_them():
     assert layer.name == "leaky_relu(negative_slope=0.2)"
     np.testing.assert_array_equal(layer(jnp.array([-1.0])), jb.leaky_relu(jnp.array([-1.0]), negative_slope=0.2))
     check_vjp(layer, jnp.array([-1.0, 2.0]))
+
+
+def test_finite_differences_catch_a_rule_that_agrees_with_a_wrong_autodiff():
+    """The third witness: hand rule and 'autodiff' agree on a wrong slope; only FD can tell."""
+    @jax.custom_jvp
+    def sin_with_a_wrong_slope(x):
+        return jnp.sin(x)
+
+    sin_with_a_wrong_slope.defjvp(lambda p, t: (jnp.sin(p[0]), 2 * jnp.cos(p[0]) * t[0]))
+    layer = jb.make_layer(sin_with_a_wrong_slope, lambda x: (jnp.sin(x), x),
+                          lambda x, g: (2 * jnp.cos(x) * g,), name="double_slope_sin")
+    x = jnp.asarray(np.random.default_rng(3).standard_normal(5))
+    check_vjp(layer, x, fd=False)  # hand == "autodiff": the comparison alone is fooled
+    with pytest.raises(AssertionError, match="finite differences disagree"):
+        check_vjp(layer, x)
