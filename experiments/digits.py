@@ -21,34 +21,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
+
+import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
-from tqdm import tqdm
 
 import jaxback as jb
+from _common import epoch_orders, load_digits_split, make_train_step, pairwise_max_diffs, plot_mode_curves, \
+    print_table, train_modes, update_worst
 
 MODES = ("explicit", "vjp", "auto")
 MODEL = jb.serial(jb.linear, jb.tanh, jb.linear, jb.tanh, jb.linear)
 LOSS = jb.softmax_cross_entropy
-
-
-def load_data(seed: int):
-    """Digits (1797 8x8 images), stratified 75/25 split, features standardised on the train set."""
-    x, y = load_digits(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=0.25, stratify=y, random_state=seed)
-    scaler = StandardScaler().fit(x_train)
-    as_jax = lambda a, dt: jnp.asarray(a, dt)
-    return (as_jax(scaler.transform(x_train), jnp.float32), as_jax(y_train, jnp.int32),
-            as_jax(scaler.transform(x_test), jnp.float32), as_jax(y_test, jnp.int32))
 
 
 def init_params(key, sizes=(64, 128, 64, 10)):
@@ -66,22 +52,10 @@ def loss_and_grads(mode: str, params, x, y):
     return jax.value_and_grad(lambda p: LOSS.auto(MODEL.auto(p, x), y))(params)
 
 
-def make_step(mode: str, optimizer):
-    @jax.jit
-    def step(params, opt_state, x, y):
-        loss, grads = loss_and_grads(mode, params, x, y)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-    return step
-
-
 @jax.jit
 def grad_differences(params, x, y):
     """max |g_a - g_b| over all parameters, for each pair of modes, at the same parameters."""
-    grads = {m: loss_and_grads(m, params, x, y)[1] for m in MODES}
-    diff = lambda a, b: jnp.max(jnp.stack([jnp.max(jnp.abs(u - v)) for u, v in zip(
-        jax.tree_util.tree_leaves(grads[a]), jax.tree_util.tree_leaves(grads[b]))]))
-    return {(a, b): diff(a, b) for i, a in enumerate(MODES) for b in MODES[i + 1:]}
+    return pairwise_max_diffs({m: loss_and_grads(m, params, x, y)[1] for m in MODES}, MODES)
 
 
 @jax.jit
@@ -90,67 +64,35 @@ def accuracy(params, x, y):
 
 
 def train(args):
-    x_train, y_train, x_test, y_test = load_data(args.seed)
+    x_train, y_train, x_test, y_test = load_digits_split(args.seed)
     optimizer = optax.chain(optax.add_decayed_weights(args.weight_decay), optax.sgd(args.lr))
     params0 = init_params(jax.random.PRNGKey(args.seed))
-    rng = np.random.default_rng(args.seed)
     n_batches = len(x_train) // args.batch_size
-    orders = [rng.permutation(len(x_train)) for _ in range(args.epochs)]
-    results = {}
+    orders = epoch_orders(args.seed, len(x_train), args.epochs)
     worst_diff = {}
-    for mode in MODES:
-        step = make_step(mode, optimizer)
-        params, opt_state = params0, optimizer.init(params0)
-        step_times, curve = [], []
-        for epoch in tqdm(range(args.epochs), desc=f"{mode:>8}", leave=False):
-            epoch_loss = 0.0
-            for b in range(n_batches):
-                idx = orders[epoch][b * args.batch_size:(b + 1) * args.batch_size]
-                xb, yb = x_train[idx], y_train[idx]
-                if mode == "explicit":  # all three gradients at the same parameters
-                    for pair, d in grad_differences(params, xb, yb).items():
-                        worst_diff[pair] = max(worst_diff.get(pair, 0.0), float(d))
-                t0 = time.perf_counter()
-                params, opt_state, loss = jax.block_until_ready(step(params, opt_state, xb, yb))
-                step_times.append(time.perf_counter() - t0)
-                epoch_loss += float(loss) / n_batches
-            curve.append(epoch_loss)
-        memory = step.lower(params, opt_state, xb, yb).compile().memory_analysis()
-        results[mode] = dict(
-            accuracy=float(accuracy(params, x_test, y_test)),
-            step_ms=1e3 * statistics.median(step_times[1:]),  # [1:]: skip the compiling call
-            temp_bytes=getattr(memory, "temp_size_in_bytes", float("nan")),
-            curve=curve)
+
+    def get_batch(epoch, b):
+        idx = orders[epoch][b * args.batch_size:(b + 1) * args.batch_size]
+        return x_train[idx], y_train[idx]
+
+    def before_step(mode, carry, batch):
+        if mode == "explicit":  # all three gradients at the same parameters
+            update_worst(worst_diff, grad_differences(carry[0], *batch))
+
+    make_step = lambda mode: make_train_step(optimizer, functools.partial(loss_and_grads, mode))
+    results = train_modes(MODES, make_step, (params0, optimizer.init(params0), None),
+                          args.epochs, n_batches, get_batch, before_step)
+    for r in results.values():
+        r["accuracy"] = float(accuracy(r["carry"][0], x_test, y_test))
     return results, worst_diff
 
 
 def report(results, worst_diff):
-    auto_ms = results["auto"]["step_ms"]
-    print(f"\n{'mode':<9} {'test acc':>9} {'max |grad diff| to others':>28} {'median step':>12} "
-          f"{'vs auto':>8} {'step temp mem':>14}")
-    for m in MODES:
-        r = results[m]
-        others = ", ".join(f"{o}:{worst_diff[tuple(sorted((m, o), key=MODES.index))]:.1e}"
-                           for o in MODES if o != m)
-        print(f"{m:<9} {100 * r['accuracy']:8.2f}% {others:>28} {r['step_ms']:9.3f} ms "
-              f"{r['step_ms'] / auto_ms:7.2f}x {r['temp_bytes']:>11,} B")
+    print_table(MODES, results, worst_diff)
 
 
 def plot(results, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for m, style in zip(MODES, ("-", "--", ":")):
-        ax.plot(results[m]["curve"], style, label=f"{m} ({100 * results[m]['accuracy']:.1f}% test)")
-    ax.set(xlabel="epoch", ylabel="mean train loss", yscale="log",
-           title="digits MLP: explicit vs vjp vs auto gradients")
-    ax.legend()
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=120)
-    print(f"loss curves written to {path}")
+    plot_mode_curves(path, MODES, results, "digits MLP: explicit vs vjp vs auto gradients")
 
 
 def main(argv=None):
