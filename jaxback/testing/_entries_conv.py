@@ -114,7 +114,7 @@ def _leftover_check(y, cots):
 
 
 CONV2D = LayerInfo(
-    conv2d, _conv_args, SHAPES,
+    conv2d, _conv_args, SHAPES, bench_shape=(8, 32, 32, 16),
     hypers=({}, {"stride": 2}, {"padding": "VALID"}, {"padding": 1, "stride": 2},
             {"padding": ((2, 0), (1, 2)), "stride": (3, 2)}, {"dilation": 2},
             {"stride": 2, "padding": "VALID", "dilation": (1, 2)}),
@@ -226,6 +226,7 @@ _PEAK = [[-1.0] * 5, [-1.0] * 5, [-1, -1, 1, -1, -1], [-1.0] * 5, [-1.0] * 5]
 
 MAX_POOL2D = LayerInfo(
     pool.max_pool2d, _separated_x, SHAPES, POOL_HYPERS, ("wide", "ties", "extreme", "inf"),
+    bench_shape=(8, 32, 32, 16), bench_hyper={"window": 3, "stride": 2, "padding": "SAME"},
     edge_cases=(
         EdgeCase("ties", lambda dt: (_img(_TIES, dt),),
                  "each 2x2 window's gradient goes to its first maximum in row-major order (autodiff's choice)",
