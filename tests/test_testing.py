@@ -81,3 +81,10 @@ def test_finite_differences_catch_a_rule_that_agrees_with_a_wrong_autodiff():
     check_vjp(layer, x, fd=False)  # hand == "autodiff": the comparison alone is fooled
     with pytest.raises(AssertionError, match="finite differences disagree"):
         check_vjp(layer, x)
+
+
+def test_finite_differences_use_the_least_precise_arguments_tolerance():
+    """float32 weights beside float64 inputs: the FD witness must judge at float32 precision."""
+    params = jb.linear.init(jax.random.PRNGKey(0), 64, 10, jnp.float32)
+    x = jax.random.normal(jax.random.PRNGKey(1), (32, 64), jnp.float64)
+    check_vjp(jb.linear, params, x)

@@ -89,6 +89,13 @@ def _fd_step(float_args):
     return 1e-6 if all(jnp.result_type(l) == jnp.float64 for l in leaves) else None
 
 
+def _fd_tolerance(float_args):
+    """JAX's own finite-difference tolerance for the *least* precise argument: a float32 weight
+    beside float64 inputs makes the difference quotient a float32 one."""
+    return max({np.dtype("float64"): 1e-5, np.dtype("float32"): 2e-3}[np.dtype(jnp.result_type(l))]
+               for l in jax.tree_util.tree_leaves(float_args))
+
+
 def _finite_difference_problems(layer, args, hyper):
     """Central differences along a random direction (``check_grads``, reverse mode only)."""
     float_idx = [i for i, a in enumerate(args)
@@ -106,7 +113,8 @@ def _finite_difference_problems(layer, args, hyper):
 
     try:
         float_args = tuple(args[i] for i in float_idx)
-        check_grads(f, float_args, order=1, modes=["rev"], eps=_fd_step(float_args))
+        tol = _fd_tolerance(float_args)
+        check_grads(f, float_args, order=1, modes=["rev"], eps=_fd_step(float_args), atol=tol, rtol=tol)
     except AssertionError as e:
         return [f"finite differences disagree with the hand VJP: {str(e).strip()[:600]}"]
     return []
