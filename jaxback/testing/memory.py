@@ -26,10 +26,15 @@ def residual_bytes(fn, *args) -> int:
 
 
 def compiled_temp_bytes(fn, args, y_bar) -> int:
-    """Temp bytes of the jitted gradient of ``<fn(*args), y_bar>`` w.r.t. the floating arguments."""
+    """Temp bytes of the jitted gradient of ``<fn(*args), y_bar>`` w.r.t. the floating arguments.
+
+    ``y_bar`` is an argument of the compiled function, not a closed-over constant: in a training
+    step the cotangent is computed at run time, and a constant would let XLA fold work away (or
+    into a different fusion) that a real step has to do.
+    """
     pos = float_positions(args)
 
-    def pairing(float_args):
+    def pairing(float_args, y_bar):
         full = list(args)
         for i, a in zip(pos, float_args):
             full[i] = a
@@ -37,4 +42,4 @@ def compiled_temp_bytes(fn, args, y_bar) -> int:
         return sum(jnp.vdot(y, g) for y, g in zip(outputs, jax.tree_util.tree_leaves(y_bar)))
 
     grad = jax.jit(jax.grad(pairing))
-    return grad.lower(tuple(args[i] for i in pos)).compile().memory_analysis().temp_size_in_bytes
+    return grad.lower(tuple(args[i] for i in pos), y_bar).compile().memory_analysis().temp_size_in_bytes
