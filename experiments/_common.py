@@ -10,6 +10,8 @@ parameters* to the largest |difference| per pair of modes; ``print_table`` print
 
 from __future__ import annotations
 
+import argparse
+
 import itertools
 import os
 import statistics
@@ -177,3 +179,19 @@ def plot_mode_curves(path, modes, results, title):
     plot_panels(path, [dict(
         series=[(f"{m} ({100 * results[m]['accuracy']:.1f}% test)", None, results[m]["curve"]) for m in modes],
         axes=dict(xlabel="epoch", ylabel="mean train loss", yscale="log", title=title))])
+
+
+def training_parser(doc: str, *, epochs: int, lr: float, weight_decay: float, out_name: str,
+                    min_accuracy: float) -> argparse.ArgumentParser:
+    """The command line every digits experiment shares; scripts add their own options to it."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--weight-decay", type=float, default=weight_decay)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=os.path.join("experiments", "out", out_name))
+    parser.add_argument("--min-accuracy", type=float, default=min_accuracy,
+                        help="exit non-zero if any mode ends below this test accuracy")
+    return parser
+

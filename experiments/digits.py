@@ -19,8 +19,6 @@ is written to ``--out``.
 
 from __future__ import annotations
 
-import argparse
-import os
 
 import functools
 
@@ -29,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 import jaxback as jb
-from _common import epoch_orders, load_digits_split, make_train_step, pairwise_max_diffs, plot_mode_curves, \
+from _common import epoch_orders, load_digits_split, training_parser, make_train_step, pairwise_max_diffs, plot_mode_curves, \
     print_table, train_modes, update_worst
 
 MODES = ("explicit", "vjp", "auto")
@@ -96,15 +94,8 @@ def plot(results, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=os.path.join("experiments", "out", "digits_loss.png"))
-    parser.add_argument("--min-accuracy", type=float, default=0.975,
-                        help="exit non-zero if any mode ends below this test accuracy")
+    parser = training_parser(__doc__, epochs=40, lr=0.05, weight_decay=1e-4, out_name="digits_loss.png",
+                             min_accuracy=0.975)
     args = parser.parse_args(argv)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; MLP 64-128-64-10 (tanh), "
           f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, weight decay {args.weight_decay}")

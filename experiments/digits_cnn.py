@@ -38,9 +38,7 @@ temp memory. A loss-curve PNG is written to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import functools
-import os
 from typing import NamedTuple, Optional
 
 import jax
@@ -48,7 +46,7 @@ import jax.numpy as jnp
 import optax
 
 import jaxback as jb
-from _common import epoch_orders, load_digits_split, make_train_step, pairwise_max_diffs, plot_mode_curves, \
+from _common import epoch_orders, load_digits_split, training_parser, make_train_step, pairwise_max_diffs, plot_mode_curves, \
     print_table, train_modes, update_worst
 
 MODES = ("explicit", "vjp", "auto")
@@ -204,16 +202,9 @@ def train(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser = training_parser(__doc__, epochs=15, lr=0.05, weight_decay=5e-4, out_name="digits_cnn_loss.png",
+                             min_accuracy=0.97)
     parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=os.path.join("experiments", "out", "digits_cnn_loss.png"))
-    parser.add_argument("--min-accuracy", type=float, default=0.97,
-                        help="exit non-zero if any mode ends below this test accuracy")
     args = parser.parse_args(argv)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; CNN conv3x3(16)-bn-relu-pool-conv3x3(32)-"
           f"relu-pool-dropout-linear, {args.epochs} epochs, batch {args.batch_size}, lr {args.lr} "
