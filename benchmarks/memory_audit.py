@@ -6,7 +6,9 @@ For every registry entry with a ``bench_shape``, in one run:
 
 * residuals (``jaxback.testing.memory.residual_bytes``): the arrays the VJP closure keeps alive
   between forward and backward, for ``layer.apply`` (hand rule) and ``layer.auto`` (autodiff);
-* compiled temp (``compiled_temp_bytes``): what a jitted gradient really allocates.
+* compiled temp (``compiled_temp_bytes``): what a jitted VJP really allocates, returning the
+  gradients alone ("grad": XLA may drop forward work whose result is unused) or the layer's output
+  too ("y+grad": as inside a network, where the next layer reads it, or a step that logs its loss).
 
 XLA already recovers much of what autodiff saves once the step is jitted (fusion and
 rematerialisation of elementwise work), so only the second column is a claim about real memory.
@@ -29,8 +31,8 @@ def audit(info, dtype):
     hand = functools.partial(info.layer.apply, **info.bench_hyper)
     auto = functools.partial(info.layer.auto, **info.bench_hyper)
     y_bar = random_cotangent(auto(*args))
-    return (residual_bytes(hand, *args), residual_bytes(auto, *args),
-            compiled_temp_bytes(hand, args, y_bar), compiled_temp_bytes(auto, args, y_bar))
+    temps = [compiled_temp_bytes(fn, args, y_bar, with_output=v) for v in (False, True) for fn in (hand, auto)]
+    return (residual_bytes(hand, *args), residual_bytes(auto, *args), *temps)
 
 
 def _mb(n):
@@ -45,15 +47,18 @@ def main(argv=None):
         jax.config.update("jax_enable_x64", True)
     dtype = jnp.dtype(args.dtype)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {dtype.name}; MiB")
-    print(f"{'layer':<24} {'shape':<18} {'res hand':>9} {'res auto':>9} {'ratio':>6}   "
-          f"{'temp hand':>9} {'temp auto':>9} {'ratio':>6}")
+    pair = lambda what: f"{what + ' hand':>9} {what + ' auto':>9} {'ratio':>6}"
+    print(f"{'layer':<24} {'shape':<18} {pair('res')}   {pair('grad')}   {pair('y+g')}")
     for info in registered():
         if info.bench_shape is None:
             continue
-        rh, ra, th, ta = audit(info, dtype)
-        ratio = lambda a, b: f"{a / b:6.2f}" if b else "   n.a"
-        print(f"{info.name:<24} {str(info.bench_shape):<18} {_mb(rh)} {_mb(ra)} {ratio(rh, ra)}   "
-              f"{_mb(th)} {_mb(ta)} {ratio(th, ta)}")
+        sizes = audit(info, dtype)
+        cells = [f"{_mb(h)} {_mb(a)} {_ratio(h, a)}" for h, a in zip(sizes[::2], sizes[1::2])]
+        print(f"{info.name:<24} {str(info.bench_shape):<18} " + "   ".join(cells))
+
+
+def _ratio(hand, auto):
+    return f"{hand / auto:6.2f}" if auto else "   n.a"
 
 
 if __name__ == "__main__":

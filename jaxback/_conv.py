@@ -51,7 +51,8 @@ and with channels y[n, i, o] = sum_{k, c} xp[n, i*s + k*d, c] w[k, c, o] + b[o],
 NOTE: "SAME" pads ``(H'-1) s + e - H`` zeros with H' = ceil(H / s), the smaller half on top/left
 (``lax.padtype_to_pads``, TensorFlow's convention). x and w of different float dtypes are promoted
 (like ``x @ w``); each cotangent is cast back to its primal's dtype.
-Residuals: ``params`` and ``x`` (the inputs themselves; nothing of size N H' W' C_out is saved).
+Residuals: ``w`` and ``x`` (the inputs themselves; nothing of size N H' W' C_out is saved) and a
+0-byte token of ``b``'s dtype.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._layer import make_layer
+from ._layer import dtype_token, make_layer
 from ._validate import describe, require_float, require_rank
 
 __all__ = ["Conv2dParams", "conv2d"]
@@ -132,8 +133,13 @@ def _check(params, x, stride, padding, dilation):
                          f"w {describe(params.w)}. Is x NHWC and w HWIO?")
     if params.b.shape != (params.w.shape[3],):
         raise ValueError(f"{NAME}: b must have shape (w.shape[3],) = ({params.w.shape[3]},); got b {describe(params.b)}.")
+    return _geometry(params.w, x, stride, padding, dilation)
+
+
+def _geometry(w, x, stride, padding, dilation):
+    """``(s, d, pads)``: stride and dilation pairs, explicit paddings (checked to fit the kernel)."""
     s, d = pair(NAME, "stride", stride), pair(NAME, "dilation", dilation)
-    span = tuple((k - 1) * di + 1 for k, di in zip(params.w.shape[:2], d))
+    span = tuple((k - 1) * di + 1 for k, di in zip(w.shape[:2], d))
     pads = explicit_padding(NAME, padding, x.shape[1:3], span, s)
     if any(h + lo + hi < e for h, (lo, hi), e in zip(x.shape[1:3], pads, span)):
         raise ValueError(f"{NAME}: the dilated kernel spans {span[0]}x{span[1]}, more than the padded input "
@@ -162,20 +168,21 @@ def conv2d_auto(params: Conv2dParams, x, *, stride=1, padding="SAME", dilation=1
 
 
 def conv2d_fwd(params: Conv2dParams, x, *, stride=1, padding="SAME", dilation=1):
-    return conv2d_auto(params, x, stride=stride, padding=padding, dilation=dilation), (params, x)
+    y = conv2d_auto(params, x, stride=stride, padding=padding, dilation=dilation)
+    return y, (params.w, dtype_token(params.b), x)
 
 
 def conv2d_bwd(res, y_bar, *, stride=1, padding="SAME", dilation=1):
-    params, x = res
-    s, d, pads = _check(params, x, stride, padding, dilation)
-    x_pads, w_pads = _grad_pads(x, params.w, d, s, pads)
-    w_t = jnp.flip(params.w, (0, 1)).swapaxes(2, 3).astype(y_bar.dtype)  # (kh, kw, C_out, C_in)
+    w, b_dtype, x = res
+    s, d, pads = _geometry(w, x, stride, padding, dilation)  # fwd validated the inputs
+    x_pads, w_pads = _grad_pads(x, w, d, s, pads)
+    w_t = jnp.flip(w, (0, 1)).swapaxes(2, 3).astype(y_bar.dtype)  # (kh, kw, C_out, C_in)
     x_bar = lax.conv_general_dilated(y_bar, w_t, (1, 1), x_pads, lhs_dilation=s, rhs_dilation=d,
                                      dimension_numbers=DIMS)
     w_bar = lax.conv_general_dilated(x.astype(y_bar.dtype), y_bar, d, w_pads, rhs_dilation=s,
                                      dimension_numbers=_W_BAR_DIMS)  # (kh, kw, C_in, C_out)
     b_bar = y_bar.sum((0, 1, 2))
-    params_bar = Conv2dParams(w_bar.astype(params.w.dtype), b_bar.astype(params.b.dtype))
+    params_bar = Conv2dParams(w_bar.astype(w.dtype), b_bar.astype(b_dtype.dtype))
     return params_bar, x_bar.astype(x.dtype)
 
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 import jax
 import numpy as np
 
-__all__ = ["Layer", "make_layer", "bind", "split_keywords"]
+__all__ = ["Layer", "make_layer", "bind", "split_keywords", "dtype_token"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +60,12 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<jaxback Layer {self.name}>"
+
+
+def dtype_token(a) -> jax.Array:
+    """A zero-size array of ``a``'s dtype, for residuals: ``bwd`` needs only the dtype of an input
+    (a bias) to cast its cotangent, and residuals may only hold arrays. It holds 0 bytes."""
+    return jax.numpy.zeros((0,), jax.numpy.result_type(a))
 
 
 def split_keywords(keywords: dict) -> tuple[dict, dict]:

@@ -22,7 +22,8 @@ N x n x m stack of per-example outer products.
             b_bar = y_bar.sum(0)              (m,)
 
 Each cotangent is cast to its primal's dtype (a bfloat16 ``x`` into a float32 layer gets a bfloat16
-``x_bar``). Residuals: ``params`` and ``x``; ``y`` is not needed.
+``x_bar``). Residuals: ``w`` and ``x`` (inputs, held by reference) and a 0-byte token of ``b``'s
+dtype; ``y`` is not needed.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._layer import make_layer
+from ._layer import dtype_token, make_layer
 from ._validate import describe, require_float, require_rank
 
 __all__ = ["LinearParams", "linear"]
@@ -83,17 +84,17 @@ def linear_auto(params: LinearParams, x):
 
 
 def linear_fwd(params: LinearParams, x):
-    return linear_auto(params, x), (params, x)
+    return linear_auto(params, x), (params.w, dtype_token(params.b), x)
 
 
 def linear_bwd(res, y_bar):
-    params, x = res
-    n, m = params.w.shape
+    w, b_dtype, x = res
+    n, m = w.shape
     x_flat = x.reshape(math.prod(x.shape[:-1]), n)          # (N, n)
     y_bar_flat = y_bar.reshape(math.prod(y_bar.shape[:-1]), m)  # (N, m)
-    x_bar = (y_bar @ params.w.T).astype(x.dtype)             # (..., m)(m, n) -> (..., n)
-    w_bar = (x_flat.T @ y_bar_flat).astype(params.w.dtype)   # (n, N)(N, m) -> (n, m)
-    b_bar = y_bar_flat.sum(0).astype(params.b.dtype)         # (m,)
+    x_bar = (y_bar @ w.T).astype(x.dtype)                    # (..., m)(m, n) -> (..., n)
+    w_bar = (x_flat.T @ y_bar_flat).astype(w.dtype)          # (n, N)(N, m) -> (n, m)
+    b_bar = y_bar_flat.sum(0).astype(b_dtype.dtype)          # (m,)
     return LinearParams(w_bar, b_bar), x_bar
 
 

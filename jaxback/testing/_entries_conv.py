@@ -15,7 +15,7 @@ import numpy as np
 from jax import lax
 
 from .. import _pooling as pool
-from .._conv import DIMS, Conv2dParams, _check, conv2d, conv2d_bwd
+from .._conv import DIMS, Conv2dParams, _geometry, conv2d, conv2d_bwd
 from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
 from .strategies import values
 
@@ -71,20 +71,20 @@ def _conv_mutant(edit):
 
 def _unflipped(res, y_bar, hyper, params_bar, x_bar):
     """Run the rule on the flipped kernel: its x_bar then correlates with w itself, unflipped."""
-    (w, b), x = res
-    return params_bar, conv2d_bwd((Conv2dParams(jnp.flip(w, (0, 1)), b), x), y_bar, **hyper)[1]
+    w, b_dtype, x = res
+    return params_bar, conv2d_bwd((jnp.flip(w, (0, 1)), b_dtype, x), y_bar, **hyper)[1]
 
 
 def _first_example_w_bar(res, y_bar, hyper, params_bar, x_bar):
-    (w, b), x = res
-    first = conv2d_bwd((Conv2dParams(w, b), x[:1]), y_bar[:1], **hyper)[0]
+    w, b_dtype, x = res
+    first = conv2d_bwd((w, b_dtype, x[:1]), y_bar[:1], **hyper)[0]
     return Conv2dParams(first.w, params_bar.b), x_bar
 
 
 def _no_leftover(res, y_bar, hyper, params_bar, x_bar):
     """x_bar padded as if (H + pads - span) were divisible by the stride: r rows too short."""
-    (w, b), x = res
-    s, d, pads = _check(Conv2dParams(w, b), x, **{"stride": 1, "padding": "SAME", "dilation": 1, **hyper})
+    w, _, x = res
+    s, d, pads = _geometry(w, x, **{"stride": 1, "padding": "SAME", "dilation": 1, **hyper})
     x_pads = tuple(((k - 1) * di - lo, (k - 1) * di - hi) for k, di, (lo, hi) in zip(w.shape[:2], d, pads))
     w_t = jnp.flip(w, (0, 1)).swapaxes(2, 3)
     return params_bar, lax.conv_general_dilated(y_bar, w_t, (1, 1), x_pads, lhs_dilation=s, rhs_dilation=d,

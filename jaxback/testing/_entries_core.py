@@ -38,13 +38,13 @@ def _linear_args(rng, dtype, shape, kind):
 
 
 def _linear_mutant(edit):
-    """A linear bwd with one term edited: ``edit(params, x, y_bar, x_bar, w_bar, b_bar)``."""
+    """A linear bwd with one term edited: ``edit(w, x, y_bar, x_bar, w_bar, b_bar)``."""
 
     def bwd(res, y_bar):
-        params, x = res
-        x_flat = x.reshape(-1, params.w.shape[0])
-        g = y_bar.reshape(-1, params.w.shape[1])
-        x_bar, w_bar, b_bar = edit(params, x, y_bar, y_bar @ params.w.T, x_flat.T @ g, g.sum(0))
+        w, _, x = res
+        x_flat = x.reshape(-1, w.shape[0])
+        g = y_bar.reshape(-1, w.shape[1])
+        x_bar, w_bar, b_bar = edit(w, x, y_bar, y_bar @ w.T, x_flat.T @ g, g.sum(0))
         return LinearParams(w_bar, b_bar), x_bar
 
     return bwd
@@ -74,7 +74,7 @@ LINEAR = LayerInfo(
     ),
     mutants=(
         Mutant("bias mean instead of sum", _linear_mutant(lambda p, x, g, xb, wb, bb: (xb, wb, g.reshape(-1, g.shape[-1]).mean(0)))),
-        Mutant("missing transpose in x_bar", _linear_mutant(lambda p, x, g, xb, wb, bb: (g @ p.w, wb, bb))),
+        Mutant("missing transpose in x_bar", _linear_mutant(lambda w, x, g, xb, wb, bb: (g @ w, wb, bb))),
         Mutant("missing transpose in w_bar", _linear_mutant(lambda p, x, g, xb, wb, bb: (xb, wb.T, bb))),
         Mutant("sign flip in w_bar", _linear_mutant(lambda p, x, g, xb, wb, bb: (xb, -wb, bb))),
         Mutant("off by scale in x_bar", _linear_mutant(lambda p, x, g, xb, wb, bb: (2 * xb, wb, bb))),
@@ -213,6 +213,13 @@ def _empty_loss_case(make):
     return EdgeCase("empty batch", make, "loss 0 (sum over nothing / max(n, 1)), empty gradients", check)
 
 
+def _check_no_class_matches(y, cotangents):
+    lse = np.log(np.exp(np.arange(4.0)).sum())
+    np.testing.assert_allclose(y, lse, rtol=1e-14)
+    softmax = np.exp(np.arange(4.0) - lse)
+    np.testing.assert_allclose(cotangents[0], np.stack([softmax, softmax[::-1]]) / 2, rtol=1e-14)
+
+
 _LOGITS, _INT_LABELS = jnp.ones((4, 3)), jnp.zeros(4, jnp.int32)
 SOFTMAX_CROSS_ENTROPY = LayerInfo(
     softmax_cross_entropy, _sce_args, ((1, 1), (6, 4), (0, 4)), bench_shape=(2048, 8192),
@@ -220,6 +227,8 @@ SOFTMAX_CROSS_ENTROPY = LayerInfo(
         _empty_loss_case(lambda dt: (jnp.zeros((0, 4), dt), jnp.zeros(0, jnp.int32))),
         EdgeCase("huge logits", lambda dt: (jnp.asarray([[1e4, -1e4, 0.0], [3e4, 1e4, -3e4]], dt), jnp.asarray([1, 0])),
                  "finite loss and gradients", lambda y, cots: _assert_finite(y, cots[0])),
+        EdgeCase("labels outside [0, C)", lambda dt: (jnp.asarray([[0, 1, 2, 3], [3, 2, 1, 0]], dt), jnp.asarray([-1, 4])),
+                 "no class matches: loss = mean(lse), logits_bar = softmax / n", _check_no_class_matches),
     ),
     error_cases=(
         ErrorCase("float labels", lambda: (_LOGITS, jnp.zeros(4)), TypeError, r"softmax_cross_entropy: labels must be an integer array"),

@@ -3,9 +3,9 @@
 * ``residual_bytes(fn, *args)``: bytes of the arrays the VJP closure keeps between forward and
   backward, i.e. the leaves of ``jax.vjp(fn, *args)[1]`` (the list that
   ``jax.ad_checkpoint.print_saved_residuals`` prints), without jit;
-* ``compiled_temp_bytes(fn, args, y_bar)``: ``temp_size_in_bytes`` of the compiled
-  ``jit(grad(args -> <fn(*args), y_bar>))``: what a jitted gradient step really allocates beyond its
-  inputs and outputs. XLA fuses and rematerialises elementwise work, so only this number is a claim
+* ``compiled_temp_bytes(fn, args, y_bar, with_output=False)``: ``temp_size_in_bytes`` of the
+  compiled ``jit((args, y_bar) -> vjp(fn, *args)[1](y_bar))`` (with ``fn``'s output as well):
+  what a jitted gradient step really allocates beyond its inputs and outputs. XLA fuses and rematerialises elementwise work, so only this number is a claim
   about real memory under jit.
 """
 
@@ -25,21 +25,28 @@ def residual_bytes(fn, *args) -> int:
     return sum(l.size * l.dtype.itemsize for l in jax.tree_util.tree_leaves(vjp_fn) if hasattr(l, "dtype"))
 
 
-def compiled_temp_bytes(fn, args, y_bar) -> int:
-    """Temp bytes of the jitted gradient of ``<fn(*args), y_bar>`` w.r.t. the floating arguments.
+def compiled_temp_bytes(fn, args, y_bar, *, with_output=False) -> int:
+    """Temp bytes of the jitted VJP of ``fn`` at ``args``, applied to ``y_bar``.
 
-    ``y_bar`` is an argument of the compiled function, not a closed-over constant: in a training
-    step the cotangent is computed at run time, and a constant would let XLA fold work away (or
-    into a different fusion) that a real step has to do.
+    The compiled function maps (floating arguments, y_bar) to the cotangents of the floating
+    arguments; ``with_output=True`` returns ``fn``'s output too, as a layer inside a network must
+    (the next layer reads it; a training step logs its loss). Without it, XLA may drop forward work
+    whose only use was that output, so the two settings can differ either way.
+
+    ``y_bar`` is an argument, not a closed-over constant: in a training step the cotangent is
+    computed at run time, and a constant would let XLA fold work away that a real step has to do.
     """
     pos = float_positions(args)
 
-    def pairing(float_args, y_bar):
-        full = list(args)
-        for i, a in zip(pos, float_args):
-            full[i] = a
-        outputs = jax.tree_util.tree_leaves(fn(*full))
-        return sum(jnp.vdot(y, g) for y, g in zip(outputs, jax.tree_util.tree_leaves(y_bar)))
+    def step(float_args, y_bar):
+        def on_floats(float_args):
+            full = list(args)
+            for i, a in zip(pos, float_args):
+                full[i] = a
+            return fn(*full)
 
-    grad = jax.jit(jax.grad(pairing))
-    return grad.lower(tuple(args[i] for i in pos), y_bar).compile().memory_analysis().temp_size_in_bytes
+        y, vjp = jax.vjp(on_floats, float_args)
+        return (y, vjp(y_bar)[0]) if with_output else vjp(y_bar)[0]
+
+    compiled = jax.jit(step).lower(tuple(args[i] for i in pos), y_bar).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
