@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from ._checks import float_positions
 
