@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._layer import make_layer, split_keywords
-from ._check_vjp import check_vjp, random_cotangent
+from ._check_vjp import check_vjp, random_cotangent, with_values
 from ._tolerances import mismatch, rtol_for
 
 __all__ = ["SAMPLE_CHECKS", "check_edge_case", "check_error_case", "mutant_is_killed", "injected_error_is_caught"]
@@ -32,13 +32,6 @@ def _is_float_tree(tree):
 def float_positions(args):
     """Indices of the positional arguments that are (pytrees of) floating arrays."""
     return [i for i, a in enumerate(args) if _is_float_tree(a)]
-
-
-def _with(args, positions, values):
-    full = list(args)
-    for i, v in zip(positions, values):
-        full[i] = v
-    return tuple(full)
 
 
 def vjp_of(fn, hyper, args, y_bar):
@@ -88,7 +81,7 @@ def check_grad_of_grad(info, args, hyper):
     v = random_cotangent(tuple(args[i] for i in pos), seed=2)
 
     def pairing(fn, float_args):
-        cot = vjp_of(fn, hyper, _with(args, pos, float_args), y_bar)
+        cot = vjp_of(fn, hyper, with_values(args, pos, float_args), y_bar)
         return sum(jnp.vdot(c, w) for c, w in zip(_leaves([cot[i] for i in pos]), _leaves(v)))
 
     float_args = tuple(args[i] for i in pos)
@@ -155,7 +148,7 @@ def check_symbolic_zeros(info, args, hyper):
     y_bar = random_cotangent(info.layer.auto(*args, **hyper))
     for i in float_positions(args):
         def only_i(fn, a):
-            return jax.jit(lambda a: jax.vjp(lambda a: fn(*_with(args, [i], [a]), **hyper), a)[1](y_bar)[0])(a)
+            return jax.jit(lambda a: jax.vjp(lambda a: fn(*with_values(args, [i], [a]), **hyper), a)[1](y_bar)[0])(a)
         assert_trees_close(f"only argument {i}", only_i(info.layer.apply, args[i]), only_i(info.layer.auto, args[i]))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import jax
 
+from ._check_vjp import with_values
 from ._checks import float_positions
 
 __all__ = ["residual_bytes", "compiled_temp_bytes"]
@@ -38,13 +39,7 @@ def compiled_temp_bytes(fn, args, y_bar, *, with_output=False) -> int:
     pos = float_positions(args)
 
     def step(float_args, y_bar):
-        def on_floats(float_args):
-            full = list(args)
-            for i, a in zip(pos, float_args):
-                full[i] = a
-            return fn(*full)
-
-        y, vjp = jax.vjp(on_floats, float_args)
+        y, vjp = jax.vjp(lambda float_args: fn(*with_values(args, pos, float_args)), float_args)
         return (y, vjp(y_bar)[0]) if with_output else vjp(y_bar)[0]
 
     compiled = jax.jit(step).lower(tuple(args[i] for i in pos), y_bar).compile()
