@@ -83,7 +83,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._layer import make_layer
+from ._layer import infer_from_features, make_layer
 from ._validate import describe, require_float, require_rank
 
 __all__ = ["AttentionParams", "attention"]
@@ -240,4 +240,5 @@ def attention_bwd(res, y_bar, *, num_heads: int, causal: bool = False, mask=None
     return AttentionParams(*(g.astype(w.dtype) for g, w in zip(grads, params))), x_bar.astype(x.dtype)
 
 
-attention = make_layer(attention_auto, attention_fwd, attention_bwd, name=NAME, init=attention_init)
+attention = make_layer(attention_auto, attention_fwd, attention_bwd, name=NAME, init=attention_init,
+                       infer=infer_from_features(attention_init))
