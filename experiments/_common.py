@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-__all__ = ["load_digits_split", "epoch_orders", "make_train_step", "train_modes", "pairwise_max_diffs",
+__all__ = ["model_gradients", "load_digits_split", "epoch_orders", "make_train_step", "train_modes", "pairwise_max_diffs",
            "update_worst", "print_table", "plot_panels", "plot_mode_curves"]
 
 
@@ -51,6 +51,37 @@ def epoch_orders(seed: int, n: int, epochs: int):
     """One permutation of ``range(n)`` per epoch, fixed by ``seed``: the same batches for every mode."""
     rng = np.random.default_rng(seed)
     return [rng.permutation(n) for _ in range(epochs)]
+
+
+# the three gradient modes on a model -----------------------------------------------------------------
+def model_gradients(model, loss, mode: str, training: bool = True):
+    """``f(params, state, x, target, key) -> ((loss, new_state), grads)`` in one gradient mode:
+
+    * explicit: ``jb.backprop`` (each layer's ``fwd``, then each ``bwd`` in reverse; no jax.grad);
+    * vjp:      ``jax.value_and_grad`` through ``model`` (JAX chains our hand rules);
+    * auto:     ``jax.value_and_grad`` through ``model.auto`` and ``loss.auto`` (pure autodiff).
+
+    ``new_state`` is ``None`` for a model without state.
+    """
+    import jaxback as jb
+
+    state_args = lambda state: (state,) if model.has_state else ()
+
+    def explicit(params, state, x, target, key):
+        out = jb.backprop(model, loss, params, x, target, state=state, key=key, training=training)
+        return out if model.has_state else ((out[0], None), out[1])
+
+    def through_jax(params, state, x, target, key):
+        method = "apply" if mode == "vjp" else "auto"
+
+        def objective(p):
+            out = getattr(model, method)(p, x, *state_args(state), key=key, training=training)
+            y, new_state = out if model.has_state else (out, None)
+            return getattr(loss, method)(y, target), new_state
+
+        return jax.value_and_grad(objective, has_aux=True)(params)
+
+    return explicit if mode == "explicit" else through_jax
 
 
 # the per-mode training loop -------------------------------------------------------------------------

@@ -2,23 +2,25 @@
 
     python experiments/digits_cnn.py        # no arguments needed; under a minute on 2 CPU cores
 
-The network, one list of ``Step`` records (``NET``) that all three modes run:
+The network is one model built from jaxback's combinators (``networks.digits_cnn``), with no glue:
 
-    conv2d 3x3 (1->16) -> batch_norm -> relu -> max_pool2d 2x2   (8x8 -> 4x4)
-    conv2d 3x3 (16->32) -> relu -> max_pool2d 2x2                (4x4 -> 2x2)
-    flatten (128) -> dropout -> linear (128->10) -> softmax_cross_entropy
+    serial(conv3x3(16)-batch_norm-relu,                           8x8x1  -> 8x8x16
+           residual(conv3x3(16)-batch_norm-relu),                 x + block(x)
+           max_pool2d, conv3x3(32)-batch_norm-relu, max_pool2d,   -> 4x4x32 -> 2x2x32
+           flatten, dropout(0.25), linear(10))                    -> 128 -> logits
 
-Same initialisation, minibatch order and dropout keys in every mode:
+``MODEL.init(key, x[:1])`` infers every size and returns ``(params, state)`` (the batch-norm running
+statistics). Same initialisation, minibatch order and dropout keys in every mode
+(``_common.model_gradients``):
 
-* explicit: ``chain_fwd`` stores each layer's residuals with ``layer.fwd``, then ``chain_bwd``
-  walks the list backwards calling each ``layer.bwd`` (no jax.grad / jax.vjp on this path);
-* vjp:      ``jax.grad`` through each ``layer.apply``: JAX chains our hand rules;
-* auto:     ``jax.grad`` through each ``layer.auto``: pure JAX autodiff.
+* explicit: ``jb.backprop``: each layer's ``fwd`` storing its residuals, then each ``bwd`` in
+  reverse, the residual block's rule ``x_bar = y_bar + inner_x_bar`` included (no jax.grad);
+* vjp:      ``jax.grad`` through ``MODEL``: JAX chains our hand rules;
+* auto:     ``jax.grad`` through ``MODEL.auto``: pure JAX autodiff.
 
-batch_norm's running statistics and the dropout key are not parameters: they ride in a context
-dict (``ctx``) next to the activations. The training step threads the running statistics through
-(``new_state`` comes back as the layer's second output), and the test accuracy uses them in
-inference mode (``training=False``: running statistics, no dropout).
+The model threads the running statistics through training (``y, new_state = MODEL(params, x,
+state, key=k)``) and splits the step's key per dropout layer; the test accuracy runs in inference
+mode (``training=False``: running statistics, no dropout).
 
 Optimiser: SGD with momentum 0.9, weight decay, and a cosine-decayed learning rate,
 ``optax.chain(optax.add_decayed_weights(lam), optax.sgd(cosine_decay_schedule(lr, steps),
@@ -39,123 +41,25 @@ temp memory. A loss-curve PNG is written to ``--out``.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional
-
 import jax
 import jax.numpy as jnp
 import optax
 
 import jaxback as jb
-from _common import epoch_orders, load_digits_split, training_parser, make_train_step, pairwise_max_diffs, plot_mode_curves, \
-    print_table, train_modes, update_worst
+import networks
+from _common import (epoch_orders, load_digits_split, make_train_step, model_gradients, pairwise_max_diffs,
+                     plot_mode_curves, print_table, train_modes, training_parser, update_worst)
 
 MODES = ("explicit", "vjp", "auto")
 LOSS = jb.softmax_cross_entropy
 
 
-class Step(NamedTuple):
-    """One layer of the chain: ``layer(*([params[param]] if param), x, *(ctx[e] for e in extras), **hyper)``.
-
-    ``aux``: the layer returns ``(y, aux_value)`` and ``aux_value`` replaces ``ctx[aux]`` (batch
-    norm's new running statistics). ``train_flag``: the layer takes ``training=`` (batch norm,
-    dropout).
-    """
-
-    layer: jb.Layer
-    param: Optional[str] = None
-    extras: tuple = ()
-    aux: Optional[str] = None
-    hyper: tuple = ()  # (name, value) pairs: a NamedTuple field must not default to a mutable dict
-    train_flag: bool = False
-
-
-NET = (
-    Step(jb.conv2d, "conv1"),
-    Step(jb.batch_norm, "bn1", extras=("bn1_state",), aux="bn1_state", train_flag=True),
-    Step(jb.relu),
-    Step(jb.max_pool2d),
-    Step(jb.conv2d, "conv2"),
-    Step(jb.relu),
-    Step(jb.max_pool2d),
-    Step(jb.flatten),
-    Step(jb.dropout, extras=("dropout_key",), hyper=(("rate", 0.25),), train_flag=True),
-    Step(jb.linear, "fc"),
-)
-
-
-def init(key, c1=16, c2=32, classes=10):
-    """``(params, bn_state)``: params a dict keyed by the Steps' ``param`` names."""
-    k1, k2, k3 = jax.random.split(key, 3)
-    params = {"conv1": jb.conv2d.init(k1, 3, 3, 1, c1), "bn1": jb.batch_norm.init(None, c1),
-              "conv2": jb.conv2d.init(k2, 3, 3, c1, c2), "fc": jb.linear.init(k3, 2 * 2 * c2, classes)}
-    return params, jb.batch_norm_state(c1)
-
-
-# the chain: one forward for apply/auto, and the explicit fwd/bwd pair ---------------------------------
-def _args(step, params, x, ctx):
-    return ((params[step.param],) if step.param else ()) + (x,) + tuple(ctx[e] for e in step.extras)
-
-
-def _hyper(step, training):
-    return dict(step.hyper, **({"training": training} if step.train_flag else {}))
-
-
-def _take_output(step, out, ctx):
-    """The activation, storing an aux output into ``ctx``."""
-    if step.aux is None:
-        return out
-    y, ctx[step.aux] = out
-    return y
-
-
-def forward(steps, params, x, ctx, method: str, training: bool = True):
-    """``(y, new_ctx)`` running each layer's ``method`` ("apply" or "auto")."""
-    ctx = dict(ctx)
-    for step in steps:
-        out = getattr(step.layer, method)(*_args(step, params, x, ctx), **_hyper(step, training))
-        x = _take_output(step, out, ctx)
-    return x, ctx
-
-
-def chain_fwd(steps, params, x, ctx):
-    """Forward with ``layer.fwd``: ``(y, new_ctx, residuals)``, one residual per step."""
-    ctx, residuals = dict(ctx), []
-    for step in steps:
-        out, res = step.layer.fwd(*_args(step, params, x, ctx), **_hyper(step, True))
-        x = _take_output(step, out, ctx)
-        residuals.append(res)
-    return x, ctx, residuals
-
-
-def chain_bwd(steps, residuals, y_bar, ctx):
-    """Walk back with ``layer.bwd``: ``grads`` (a dict like params). An aux output (running
-    statistics) gets a zero cotangent, as JAX gives an output the loss does not read."""
-    grads = {}
-    for step, res in zip(reversed(steps), reversed(residuals)):
-        out_bar = y_bar if step.aux is None else (y_bar, jax.tree_util.tree_map(jnp.zeros_like, ctx[step.aux]))
-        cotangents = step.layer.bwd(res, out_bar, **_hyper(step, True))
-        if step.param:
-            grads[step.param], y_bar = cotangents[0], cotangents[1]
-        else:
-            y_bar = cotangents[0]
-    return grads
+MODEL = networks.digits_cnn()
 
 
 def loss_and_grads(mode: str, params, bn_state, x, y, key):
-    """``((loss, new_bn_state), grads)`` in the given mode."""
-    ctx = {"bn1_state": bn_state, "dropout_key": key}
-    if mode == "explicit":
-        logits, new_ctx, residuals = chain_fwd(NET, params, x, ctx)
-        loss, loss_res = LOSS.fwd(logits, y)
-        logits_bar, _ = LOSS.bwd(loss_res, jnp.ones_like(loss))  # dL/dL = 1
-        return (loss, new_ctx["bn1_state"]), chain_bwd(NET, residuals, logits_bar, new_ctx)
-    method = "apply" if mode == "vjp" else "auto"
-
-    def loss_fn(p):
-        logits, new_ctx = forward(NET, p, x, ctx, method)
-        return getattr(LOSS, method)(logits, y), new_ctx["bn1_state"]
-
-    return jax.value_and_grad(loss_fn, has_aux=True)(params)
+    """``((loss, new_bn_state), grads)`` in the given mode (see ``_common.model_gradients``)."""
+    return model_gradients(MODEL, LOSS, mode)(params, bn_state, x, y, key)
 
 
 @jax.jit
@@ -167,8 +71,7 @@ def grad_differences(params, bn_state, x, y, key):
 @jax.jit
 def accuracy(params, bn_state, x, y):
     """Inference mode: batch norm normalises with the running statistics, dropout is the identity."""
-    ctx = {"bn1_state": bn_state, "dropout_key": jax.random.PRNGKey(0)}  # unused when not training
-    logits, _ = forward(NET, params, x, ctx, "auto", training=False)
+    logits, _ = MODEL.auto(params, x, bn_state, training=False)
     return jnp.mean(jnp.argmax(logits, axis=-1) == y)
 
 
@@ -179,7 +82,7 @@ def train(args):
     optimizer = optax.chain(optax.add_decayed_weights(args.weight_decay),
                             optax.sgd(schedule, momentum=args.momentum))
     init_key, dropout_root = jax.random.split(jax.random.PRNGKey(args.seed))
-    params0, bn_state0 = init(init_key)
+    params0, bn_state0 = MODEL.init(init_key, x_train[:1])
     orders = epoch_orders(args.seed, len(x_train), args.epochs)
     dropout_keys = jax.random.split(dropout_root, args.epochs * n_batches)  # one key per step
     worst_diff = {}
@@ -206,8 +109,8 @@ def main(argv=None):
                              min_accuracy=0.97)
     parser.add_argument("--momentum", type=float, default=0.9)
     args = parser.parse_args(argv)
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; CNN conv3x3(16)-bn-relu-pool-conv3x3(32)-"
-          f"relu-pool-dropout-linear, {args.epochs} epochs, batch {args.batch_size}, lr {args.lr} "
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; CNN conv3x3(16)-bn-relu, residual block, pool, "
+          f"conv3x3(32)-bn-relu, pool, dropout, linear; {args.epochs} epochs, batch {args.batch_size}, lr {args.lr} "
           f"(cosine decay), momentum {args.momentum}, weight decay {args.weight_decay}")
     results, worst_diff = train(args)
     print_table(MODES, results, worst_diff)

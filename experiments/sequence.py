@@ -9,20 +9,26 @@ symbols in its state across the delimiter. The loss is the softmax cross-entropy
 after the delimiter; accuracy is per symbol ("tok acc") and per whole row ("seq acc"), on 2000 fresh
 rows.
 
-Models (sizes in ``main``):
+Models (``networks``; sizes in ``main``), each one jaxback model with no glue:
 
-* attention: embedding(tokens) + embedding(positions) -> attention (causal, 4 heads) -> linear;
-* lstm:      embedding(tokens) -> lstm (time-major) -> linear.
+* attention: ``serial(embedding, position_embedding, attention (causal, 4 heads), linear)``;
+* lstm:      ``serial(parallel(embedding, identity), lstm, select, linear)``: the lstm takes the
+  pair ``(xs, initial state)`` time-major, and ``select`` keeps its hidden states.
 
-Two gradient modes, from the same initialisation over the same batches:
+The loss (``networks.answer_loss``, a layer written for this task with its own hand rule) is the
+cross-entropy of the last K positions; the others get an exact zero gradient.
 
-* vjp:  ``jax.grad`` through each ``layer.apply``: JAX chains our hand rules ("hand");
-* auto: ``jax.grad`` through each ``layer.auto``: pure JAX autodiff.
+Three gradient modes, from the same initialisation over the same batches:
 
-Optimiser: Adam (lr 3e-3), the usual choice for attention and LSTMs; the two modes' trajectories
-are not expected to agree bit for bit, so the printed gradient difference is measured with both
-gradients at the same parameters and batch, every step of the vjp run. Table columns as in
-``digits.py``; a loss-curve PNG per model.
+* explicit: ``jb.backprop`` (each layer's ``fwd``, then each ``bwd`` in reverse; no jax.grad);
+* vjp:      ``jax.grad`` through the model: JAX chains our hand rules;
+* auto:     ``jax.grad`` through ``model.auto``: pure JAX autodiff.
+
+Optimiser: Adam (lr 3e-3), the usual choice for attention and LSTMs. Explicit and vjp compute the
+same gradients bit for bit, so their runs are identical; auto's trajectory drifts by rounding
+(Adam magnifies differences in near-zero gradient entries), so the printed gradient difference is
+measured with all gradients at the same parameters and batch, every step of the explicit run.
+Table columns as in ``digits.py``; a loss-curve PNG per model.
 
 Then a memory sweep: for attention (N=2, D=64, 4 heads) and the LSTM (N=8, D=32, H=64) over
 sequence lengths T, the bytes the VJP keeps between forward and backward (``residual_bytes``, inputs
@@ -36,6 +42,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,9 +51,10 @@ import optax
 
 import jaxback as jb
 from jaxback.testing.memory import compiled_temp_bytes, residual_bytes
-from _common import make_train_step, pairwise_max_diffs, plot_panels, print_table, train_modes, update_worst
+import networks
+from _common import make_train_step, model_gradients, pairwise_max_diffs, plot_panels, print_table, train_modes, update_worst
 
-MODES = ("vjp", "auto")
+MODES = ("explicit", "vjp", "auto")
 BLANK, DELIM, FIRST_SYMBOL = 0, 1, 2
 METRICS = (("tok acc", "tok_acc"), ("seq acc", "seq_acc"))
 
@@ -59,65 +67,56 @@ def copy_task(rng, n: int, k: int, symbols: int):
     return jnp.asarray(inputs, jnp.int32), jnp.asarray(targets, jnp.int32)
 
 
-# the models: init, and logits(method, params, inputs, k, ...) -> (N*K, V) for the K answers -------
-def attention_init(key, vocab, length, width, heads):
-    k = jax.random.split(key, 4)
-    return {"tok": jb.embedding.init(k[0], vocab, width), "pos": jb.embedding.init(k[1], length, width),
-            "attn": jb.attention.init(k[2], width), "out": jb.linear.init(k[3], width, vocab)}
+# the models (``networks``) and how each is fed ---------------------------------------------------
+class Task(NamedTuple):
+    """A model, its loss, and ``feed(inputs) -> x``: the model's input for a batch of rows."""
+
+    model: jb.Model
+    loss: jb.Layer
+    feed: Callable
 
 
-def attention_logits(method, params, inputs, k, heads):
-    n, t = inputs.shape
-    embed = getattr(jb.embedding, method)
-    x = embed(params["tok"], inputs) + embed(params["pos"], jnp.arange(t))  # (N, T, D) + (T, D)
-    y = getattr(jb.attention, method)(params["attn"], x, num_heads=heads, causal=True)
-    logits = getattr(jb.linear, method)(params["out"], y[:, k + 1:])  # the K answers: (N, K, V)
-    return logits.reshape(n * k, -1)
+def attention_task(vocab, length, width, heads):
+    return Task(networks.attention_copier(vocab, width, heads, length), networks.answer_loss, lambda ids: ids)
 
 
-def lstm_init(key, vocab, width, hidden):
-    k = jax.random.split(key, 3)
-    return {"tok": jb.embedding.init(k[0], vocab, width), "lstm": jb.lstm.init(k[1], width, hidden),
-            "out": jb.linear.init(k[2], hidden, vocab)}
-
-
-def lstm_logits(method, params, inputs, k, hidden):
-    n, _ = inputs.shape
-    xs = getattr(jb.embedding, method)(params["tok"], inputs.T)  # time-major: (T, N, D)
-    hs, _ = getattr(jb.lstm, method)(params["lstm"], xs, jb.lstm_state(n, hidden))
-    logits = getattr(jb.linear, method)(params["out"], hs[k + 1:])  # (K, N, V)
-    return logits.transpose(1, 0, 2).reshape(n * k, -1)
+def lstm_task(vocab, width, hidden):
+    """Time-major: the lstm takes ``(xs (T, N, D), initial state)``; its logits are (T, N, V)."""
+    return Task(networks.lstm_copier(vocab, width, hidden), jb.bind(networks.answer_loss, time_major=True),
+                lambda ids: (ids.T, jb.lstm_state(ids.shape[0], hidden)))
 
 
 # training: the shared per-mode loop ----------------------------------------------------------------
-def loss_and_grads(logits_fn, mode, params, inputs, targets):
-    method = "apply" if mode == "vjp" else "auto"
-    loss_layer = getattr(jb.softmax_cross_entropy, method)
-    return jax.value_and_grad(lambda p: loss_layer(logits_fn(method, p, inputs), targets.reshape(-1)))(params)
+def loss_and_grads(task, mode, params, inputs, targets):
+    (loss, _), grads = model_gradients(task.model, task.loss, mode)(params, None, task.feed(inputs), targets, None)
+    return loss, grads
 
 
-def train_model(name, logits_fn, params0, args, test):
-    """Train ``logits_fn`` in both modes on the same batches, print the table; returns the results."""
+def train_model(name, task, params0, args, test):
+    """Train ``task`` in every mode on the same batches, print the table; returns the results."""
     optimizer = optax.adam(args.lr)
     rng = np.random.default_rng(args.seed)
     batches = [copy_task(rng, args.batch_size, args.k, args.symbols) for _ in range(args.chunks * args.chunk)]
 
-    make_step = lambda mode: make_train_step(optimizer, functools.partial(loss_and_grads, logits_fn, mode))
+    make_step = lambda mode: make_train_step(optimizer, functools.partial(loss_and_grads, task, mode))
 
     @jax.jit
     def grad_differences(params, inputs, targets):
-        grads = {m: loss_and_grads(logits_fn, m, params, inputs, targets)[1] for m in MODES}
+        grads = {m: loss_and_grads(task, m, params, inputs, targets)[1] for m in MODES}
         return pairwise_max_diffs(grads, MODES)
 
     worst_diff = {}
 
     def before_step(mode, carry, batch):
-        if mode == "vjp":  # both gradients at the same parameters, along the hand run
+        if mode == "explicit":  # all gradients at the same parameters, along the explicit run
             update_worst(worst_diff, grad_differences(carry[0], *batch))
 
     @jax.jit
     def accuracies(params, inputs, targets):
-        hit = jnp.argmax(logits_fn("auto", params, inputs), -1).reshape(targets.shape) == targets
+        logits = task.model.auto(params, task.feed(inputs))
+        time_major = not isinstance(task.feed(inputs), jax.Array)
+        answers = networks._answers(logits, targets.shape[1], time_major)
+        hit = jnp.argmax(answers, -1) == targets
         return jnp.mean(hit), jnp.mean(jnp.all(hit, axis=1))
 
     print(f"\n{name}: copy K={args.k} of {args.symbols} symbols (T={2 * args.k + 1}), batch {args.batch_size}, "
@@ -240,16 +239,12 @@ def main(argv=None):
         test = copy_task(np.random.default_rng(args.seed + 1), 2000, args.k, args.symbols)
         key_a, key_l = jax.random.split(jax.random.PRNGKey(args.seed))
         width, heads, hidden = 64, 4, 128
-        models = {
-            f"attention (D={width}, {heads} heads, causal)": (
-                lambda m, p, x: attention_logits(m, p, x, args.k, heads),
-                attention_init(key_a, vocab, length, width, heads)),
-            f"lstm (embedding {width}, H={hidden})": (
-                lambda m, p, x: lstm_logits(m, p, x, args.k, hidden), lstm_init(key_l, vocab, width, hidden)),
-        }
+        tasks = {f"attention (D={width}, {heads} heads, causal)": (attention_task(vocab, length, width, heads), key_a),
+                 f"lstm (embedding {width}, H={hidden})": (lstm_task(vocab, width, hidden), key_l)}
         panels = []
-        for name, (logits_fn, params0) in models.items():
-            results = train_model(name, logits_fn, params0, args, test)
+        for name, (task, key) in tasks.items():
+            params0, _ = task.model.init(key, task.feed(test[0][:1]))
+            results = train_model(name, task, params0, args, test)
             steps = args.chunk * np.arange(1, args.chunks + 1)
             panels.append(dict(
                 series=[(f"{m} ({100 * results[m]['seq_acc']:.1f}% rows)", steps, results[m]["curve"])

@@ -14,6 +14,7 @@ from ._linear import LinearParams, linear
 from ._norm import LayerNormParams, RMSNormParams, layer_norm, rms_norm
 from ._lstm import LSTMParams, LSTMState, lstm, lstm_state
 from ._losses import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
+from ._positions import PositionParams, position_embedding
 from ._pooling import avg_pool2d, flatten, max_pool2d
 from ._softmax import log_softmax, softmax
 from ._structure import fan_in_concat, fan_in_sum, fan_out, identity, reshape, select
@@ -51,6 +52,8 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "embedding",
     "EmbeddingParams",
+    "position_embedding",
+    "PositionParams",
     "dropout",
     "attention",
     "AttentionParams",

@@ -150,6 +150,11 @@ def _layer_node(layer: Layer) -> Node:
     names = keyword_names(layer.auto)
     takes_training = names is not None and "training" in names
 
+    def check_inputs(x, path):
+        if n_x > 1 and not (isinstance(x, tuple) and len(x) == n_x):
+            raise ValueError(f"{path}: {kind} takes a tuple of {n_x} inputs "
+                             f"({', '.join(a for a in _arg_names(layer) if a)}); got {_describe(x)}.")
+
     def args_for(params, state, x, ctx):
         if layer.takes_params and params is None:
             raise ValueError(f"{ctx.path}: {kind} has parameters, got None. Build them with model.init(key, x) "
@@ -159,9 +164,7 @@ def _layer_node(layer: Layer) -> Node:
                              f"got {type(params).__name__}.")
         if has_state and state is None:
             raise ValueError(f"{ctx.path}: {kind} carries state; pass the model's state (from model.init).")
-        if n_x > 1 and not (isinstance(x, tuple) and len(x) == n_x):
-            raise ValueError(f"{ctx.path}: {kind} takes a tuple of {n_x} inputs "
-                             f"({', '.join(a for a in _arg_names(layer) if a)}); got {_describe(x)}.")
+        check_inputs(x, ctx.path)
         xs = iter(x if n_x > 1 else (x,))
         by_role = {"params": lambda: params, "x": lambda: next(xs), "state": lambda: state,
                    "key": lambda: ctx.child_key() if ctx.training else jax.random.PRNGKey(0)}
@@ -174,6 +177,7 @@ def _layer_node(layer: Layer) -> Node:
         return out if has_state else (out, None)
 
     def init(key, x, path):
+        check_inputs(x, path)
         if layer.infer is None:
             if layer.takes_params or has_state:
                 raise TypeError(f"{path}: the parameters of {kind} cannot be inferred from its input (it has no "

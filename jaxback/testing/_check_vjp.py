@@ -43,7 +43,7 @@ def _structure_problems(args, cotangents):
     for i, (arg, cot) in enumerate(zip(args, cotangents)):
         if cot is None:
             continue  # None means a zero cotangent: the comparison with autodiff judges it
-        if jax.tree_util.tree_structure(arg) != jax.tree_util.tree_structure(cot, is_leaf=lambda l: l is None):
+        if jax.tree_util.tree_structure(arg, is_leaf=lambda l: l is None) != jax.tree_util.tree_structure(cot, is_leaf=lambda l: l is None):
             problems.append(f"argument {i}: cotangent structure {jax.tree_util.tree_structure(cot)} "
                             f"differs from the argument's {jax.tree_util.tree_structure(arg)}")
             continue
