@@ -230,6 +230,8 @@ def bind(layer: Layer, **keywords) -> Layer:
     The result is a Layer like any other (so it can go into ``serial``); its name records the
     bound hyperparameters. Bound array keywords (a fixed mask) are constants of the new layer.
     """
+    if layer.composed:
+        raise TypeError(f"bind({layer.name}): a model takes key= and training= per call; bind its layers instead.")
     check_keywords(f"bind({layer.name})", keyword_names(layer.auto), keywords)
     hyper, arrays = split_keywords(keywords)
     _hyper_key(layer.name, hyper)  # fail early on unhashable values
