@@ -39,6 +39,7 @@ Errors name the model path, ``serial[2].batch_norm``: a layer's own error is pre
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -218,7 +219,6 @@ def _layer_node(layer: Layer) -> Node:
 
 
 def _arg_names(layer):
-    import inspect
     try:
         return list(inspect.signature(layer.auto).parameters)[int(layer.takes_params):]
     except (TypeError, ValueError):

@@ -28,6 +28,7 @@ from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
 from .strategies import values
 
 SHAPES = ((4, 3), (2, 5, 3))
+MODEL_SHAPES = ((4, 3),)  # one shape family per model entry: each compiles a whole network
 
 
 def _arrays(rng, dtype, shape, kind, n=1):
@@ -163,7 +164,7 @@ def _mlp_halves_between_layers(res, y_bar, training=True):
 
 MLP_LAYERS = (linear.sized(4), tanh, linear.sized(3))
 SERIAL = LayerInfo(
-    MLP, _model_args(MLP), SHAPES, value_kinds=("wide",),
+    MLP, _model_args(MLP), MODEL_SHAPES, value_kinds=("wide",),
     error_cases=(ErrorCase("params of the wrong length", lambda: ((None, None), jnp.ones((4, 3))), ValueError,
                            r"serial: params must be a tuple with one entry per layer \(3: linear, tanh, linear\)"),
                  ErrorCase("params for a parameter-free layer", lambda: (
@@ -191,7 +192,7 @@ def _residual_skip_twice(res, y_bar, training=True):
 
 
 RESIDUAL = LayerInfo(
-    BLOCK, _model_args(BLOCK), SHAPES, value_kinds=("wide",),
+    BLOCK, _model_args(BLOCK), MODEL_SHAPES, value_kinds=("wide",),
     error_cases=(ErrorCase("params of the inner model", lambda: ((None,) * 3, jnp.ones((4, 3))), ValueError,
                            r"residual.serial: params must be a tuple with one entry per layer \(4: layer_norm"),),
     mutants=(Mutant("drops the skip term", _residual_without_skip),
@@ -216,7 +217,7 @@ def _parallel_keeps_first(res, y_bar, training=True):
 
 PARALLEL_BRANCHES = (linear.sized(2), serial(tanh, linear.sized(3)))
 PARALLEL = LayerInfo(
-    BRANCHES, _model_args(BRANCHES), SHAPES, value_kinds=("wide",),
+    BRANCHES, _model_args(BRANCHES), MODEL_SHAPES, value_kinds=("wide",),
     error_cases=(ErrorCase("params of one branch", lambda: ((None, (None, None), None), jnp.ones((4, 3))), ValueError,
                            r"serial\[1\].parallel\[0\].linear: linear has parameters, got None"),),
     mutants=(Mutant("fork keeps the first branch's gradient", _parallel_keeps_first),
@@ -238,7 +239,7 @@ def _scaled_input_bar(res, out_bar, training=True):
 
 
 STATEFUL = LayerInfo(
-    CNN, _model_args(CNN, with_state=True), ((2, 4, 4, 1), (3, 4, 4, 1)), ({"key": _KEY}, {"key": _KEY, "training": False}),
+    CNN, _model_args(CNN, with_state=True), ((2, 4, 4, 1),), ({"key": _KEY}, {"key": _KEY, "training": False}),
     value_kinds=("wide",), finite_differences=False,
     error_cases=(ErrorCase("no key while training", lambda: (*_model_args(CNN, with_state=True)(
         np.random.default_rng(0), jnp.float32, (2, 4, 4, 1), "normal"),), ValueError,
