@@ -20,7 +20,7 @@ shape compiles) or ``"none"`` (the check has fixed inputs).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +31,7 @@ from ._check_vjp import check_vjp
 from ._checks import SAMPLE_CHECKS, check_edge_case, check_error_case, injected_error_is_caught, mutant_is_killed
 from ._registry import LayerInfo, Mutant
 
-__all__ = ["GeneratedCheck", "SeededChooser", "draw_call", "generated_checks", "LOW_DTYPES"]
+__all__ = ["GeneratedCheck", "LayerCall", "SeededChooser", "draw_call", "generated_checks", "LOW_DTYPES"]
 
 LOW_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
@@ -69,14 +69,31 @@ class SeededChooser:
         return value
 
 
-def draw_call(chooser, info, dtype=jnp.float64, kinds=("normal",), shape=None, hyper=None):
-    """``(args, hyper, shape)``: one call of ``info.layer`` at a drawn shape, setting, value kind
-    and seed (the ones given are kept)."""
+class LayerCall(NamedTuple):
+    """One drawn call of a layer: ``info.layer(*call.args, **call.hyper)``. It prints as the
+    choices that rebuild it (``info.sample_args(default_rng(seed), dtype, shape, kind)``), so a
+    falsifying example reads ``LayerCall(shape=(2, 5), hyper={}, dtype=float64, kind='normal', seed=0)``."""
+
+    args: tuple
+    hyper: Mapping[str, Any]
+    shape: tuple
+    dtype: Any
+    kind: str
+    seed: int
+
+    def __repr__(self) -> str:
+        return (f"LayerCall(shape={self.shape}, hyper={dict(self.hyper)}, dtype={jnp.dtype(self.dtype).name}, "
+                f"kind={self.kind!r}, seed={self.seed})")
+
+
+def draw_call(chooser, info, dtype=jnp.float64, kinds=("normal",), shape=None, hyper=None) -> LayerCall:
+    """One call of ``info.layer`` at a drawn shape, setting, value kind and seed (the ones given
+    are kept)."""
     shape = chooser.choose("shape", info.shapes) if shape is None else shape
     hyper = chooser.choose("hyper", info.hypers) if hyper is None else hyper
     kind = chooser.choose("kind", kinds)
-    rng = np.random.default_rng(chooser.seed("seed"))
-    return info.sample_args(rng, dtype, shape, kind), hyper, shape
+    seed = chooser.seed("seed")
+    return LayerCall(info.sample_args(np.random.default_rng(seed), dtype, shape, kind), hyper, shape, dtype, kind, seed)
 
 
 def _unsupported(info, what):
@@ -89,19 +106,19 @@ def _samples(info, seed=0):
 
 
 def _float64(info, chooser):
-    args, hyper, _ = draw_call(chooser, info)
-    check_vjp(info.layer, *args, fd=info.finite_differences, **hyper)
+    call = draw_call(chooser, info)
+    check_vjp(info.layer, *call.args, fd=info.finite_differences, **call.hyper)
 
 
 def _hard_values(info, chooser):
-    args, hyper, _ = draw_call(chooser, info, kinds=info.value_kinds)
-    check_vjp(info.layer, *args, fd=False, **hyper)  # kinks and infinities: no difference quotient
+    call = draw_call(chooser, info, kinds=info.value_kinds)
+    check_vjp(info.layer, *call.args, fd=False, **call.hyper)  # kinks and infinities: no difference quotient
 
 
 def _low_precision(dtype):
     def run(info, chooser):
-        args, hyper, _ = draw_call(chooser, info, dtype, ("normal", "ties"))
-        check_vjp(info.layer, *args, fd=False, **hyper)
+        call = draw_call(chooser, info, dtype, ("normal", "ties"))
+        check_vjp(info.layer, *call.args, fd=False, **call.hyper)
     return run
 
 
@@ -109,11 +126,12 @@ def _sample(check):
     fn = SAMPLE_CHECKS[check][0]
 
     def run(info, chooser):
-        args, hyper, shape = draw_call(chooser, info)
+        call = draw_call(chooser, info)
         if check in ("vmap", "scan"):  # two more examples of the same shape and hyperparameters
-            fn(info, args, hyper, [draw_call(chooser, info, shape=shape, hyper=hyper)[0] for _ in range(2)])
+            more = [draw_call(chooser, info, shape=call.shape, hyper=call.hyper).args for _ in range(2)]
+            fn(info, call.args, call.hyper, more)
         else:
-            fn(info, args, hyper)
+            fn(info, call.args, call.hyper)
     return run
 
 

@@ -17,17 +17,18 @@ Strategies (need hypothesis: ``pip install 'jaxback[test]'``; without it they ra
 * ``shapes(batch=(1, 8), trailing=(3,))``: ``(n, *trailing)``, shrinking to the smallest batch, or
   one of ``choices``;
 * ``params(layer, *init_args)``: parameter records from ``layer.init`` at a drawn key;
-* ``layer_calls(info)``: whole calls ``LayerCall(args, hyper, shape)`` of a LayerInfo's layer;
+* ``layer_calls(info)``: whole calls (``LayerCall``: args, hyper, shape, dtype, kind, seed) of a
+  LayerInfo's layer;
 * ``seeds()``, ``arrays(shape, dtype, kinds)``, ``cotangents(shape, dtype)``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ._generate import LayerCall, draw_call
 
 __all__ = ["BATCH_SHAPES", "VALUE_KINDS", "values", "require_hypothesis", "seeds", "arrays", "cotangents",
            "shapes", "params", "layer_calls", "LayerCall", "DrawChooser"]
@@ -113,14 +114,6 @@ def params(layer, *init_args, **init_kwargs):
     return draw_params()
 
 
-class LayerCall(NamedTuple):
-    """One call of a layer: ``info.layer(*call.args, **call.hyper)``."""
-
-    args: tuple
-    hyper: Mapping[str, Any]
-    shape: tuple
-
-
 class DrawChooser:
     """A chooser (see ``jaxback.testing._generate``) that draws through hypothesis:
     ``draw(strategy, label)`` is ``st.data()``'s ``data.draw`` or a composite's ``draw``. Failing
@@ -139,14 +132,11 @@ class DrawChooser:
 def layer_calls(info, dtype=jnp.float64, kinds=("normal",), shapes=None):
     """Whole calls of ``info.layer``: a shape from ``info.shapes`` (or the strategy ``shapes``), a
     setting from ``info.hypers``, a value kind and a seed, built by ``info.sample_args``."""
-    from ._generate import draw_call
-
     st = _st()
 
     @st.composite
     def draw_layer_call(draw):
         shape = None if shapes is None else draw(shapes)
-        args, hyper, shape = draw_call(DrawChooser(draw, labelled=False), info, dtype, kinds, shape=shape)
-        return LayerCall(args, hyper, shape)
+        return draw_call(DrawChooser(draw, labelled=False), info, dtype, kinds, shape=shape)
 
     return draw_layer_call()
