@@ -1,6 +1,7 @@
 """jaxback.testing itself: the report is readable, the strategies keep their promises, limits hold."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -162,3 +163,46 @@ def test_finite_differences_use_the_least_precise_arguments_tolerance():
     params = jb.linear.init(jax.random.PRNGKey(0), 64, 10, jnp.float32)
     x = jax.random.normal(jax.random.PRNGKey(1), (32, 64), jnp.float64)
     check_vjp(jb.linear, params, x)
+
+
+def _bn_dropout(bn, dropout):
+    def model(params, x, state, *, key, training=True):
+        h, new_state = bn(params, x, state, training=training)
+        return dropout(h, key, rate=0.5, training=training), new_state
+    return model
+
+
+def _bn_dropout_fwd(params, x, state, *, key, training=True):
+    (h, new_state), bn_res = jb.batch_norm.fwd(params, x, state, training=training)
+    y, dropout_res = jb.dropout.fwd(h, key, rate=0.5, training=training)
+    return (y, new_state), (bn_res, dropout_res)
+
+
+def _bn_dropout_bwd(res, out_bar, *, training=True, wrong=False):
+    bn_res, dropout_res = res
+    y_bar, state_bar = out_bar
+    h_bar, _ = jb.dropout.bwd(dropout_res, y_bar, rate=0.5, training=training)
+    return jb.batch_norm.bwd(bn_res, (2 * h_bar if wrong else h_bar, state_bar), training=training)
+
+
+def test_a_composed_model_with_state_and_a_key():
+    """The models' calling convention: state positional, the key an array keyword, (y, new_state)
+    out, bwd given the static keywords only; a wrong explicit chain is caught."""
+    @dataclasses.dataclass(frozen=True)
+    class Composed(jb.Layer):
+        composed: bool = True
+
+    def build(bwd):
+        return Composed(_bn_dropout(jb.batch_norm, jb.dropout), _bn_dropout(jb.batch_norm.auto, jb.dropout.auto),
+                        _bn_dropout_fwd, bwd, None, "bn_dropout", True)
+
+    rng = np.random.default_rng(4)
+    params = jb.BatchNormParams(jnp.asarray(rng.standard_normal(3)), jnp.asarray(rng.standard_normal(3)))
+    x, state = jnp.asarray(rng.standard_normal((6, 3))), jb.batch_norm_state(3)
+    key = jax.random.PRNGKey(0)
+    check_vjp(build(_bn_dropout_bwd), params, x, state, key=key, training=True, fd=False)
+    wrong = build(functools.partial(_bn_dropout_bwd, wrong=True))
+    with pytest.raises(AssertionError) as err:
+        check_vjp(wrong, params, x, state, key=key, training=True, fd=False)
+    assert "check_vjp(bn_dropout, training=True, key=<uint32[2]>) failed" in str(err.value)
+    assert "explicit bwd: cotangent of args[1]: worst" in str(err.value)

@@ -96,12 +96,13 @@ def _describe(name, static, arrays, args, seed):
 
 
 def _structure(programs: Programs, subject, args, arrays, y_bar):
-    """Structure problems of the explicit ``bwd`` (Layers) and of the VJP of ``apply``."""
+    """Structure problems of the explicit ``bwd`` (Layers) and of the VJP of ``apply`` (plain
+    callables and composed Layers, whose apply chains other rules)."""
     problems = []
     if subject.bwd is not None:
         problems = structure_problems(args, jax.eval_shape(programs.bwd_of_fwd, args, arrays, y_bar), "bwd")
-    if problems:  # a wrongly shaped rule would make jax.vjp raise its own error
-        return problems
+    if problems or (subject.bwd is not None and not subject.composed):
+        return problems  # a Layer's apply is custom_vjp(fwd, bwd): its VJP *is* bwd, just checked
     try:
         cotangents = jax.eval_shape(programs.hand_vjp, args, arrays, y_bar)
     except Exception as err:  # noqa: BLE001  (reported, and chained for the traceback)
