@@ -31,6 +31,9 @@ def _run_under_hypothesis(check):
     def run(data):
         check.run(DrawChooser(lambda strategy, label: data.draw(strategy, label=label)))
 
+    # one example database entry per check, as hypothesis' own stateful tests do (else every
+    # check would replay the others' failures)
+    run.hypothesis.inner_test._hypothesis_internal_add_digest = check.id.encode()
     run()
 
 
