@@ -90,8 +90,8 @@ def _finite_difference_problems(projections, leaves):
 def _describe(name, static, arrays, args, seed):
     settings = [f"{k}={v!r}" for k, v in sorted(static.items())]
     settings += [f"{k}=<{jnp.result_type(v)}{list(jnp.shape(v))}>" for k, v in sorted(arrays.items())]
-    inputs = ", ".join(f"{p} {jnp.result_type(l)}{list(jnp.shape(l))}" for p, l in labelled_leaves(args, "args")
-                       if l is not None)
+    leaves = [f"{p} {jnp.result_type(l)}{list(jnp.shape(l))}" for p, l in labelled_leaves(args, "args") if l is not None]
+    inputs = ", ".join(leaves[:8] + ([f"... ({len(leaves) - 8} more)"] if len(leaves) > 8 else []))
     return f"check_vjp({', '.join([name] + settings)}) failed (seed={seed}; inputs: {inputs}):"
 
 
