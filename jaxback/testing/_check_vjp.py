@@ -130,8 +130,8 @@ def check_vjp(f, *args, reference=None, fd: bool = True, seed: int = 0, jit: boo
        respect to the float leaves equals the reference's.
 
     Args:
-      f: a :class:`jaxback.Layer`, or any callable with a custom VJP (``jax.custom_vjp``,
-        ``equinox.filter_custom_vjp``, ``flax.nnx.custom_vjp``...).
+      f: a :class:`jaxback.Layer`, or any callable with a custom VJP: a ``jax.custom_vjp``
+        function, an ``equinox.filter_custom_vjp`` (both tested), code that calls them.
       *args: positional arguments, as for ``f(*args)``: arrays or pytrees of them (dicts,
         NamedTuples, nested tuples, ``None`` entries), integer/boolean arrays included.
       reference: the same forward with no custom rule; defaults to ``f.auto`` for a Layer and is

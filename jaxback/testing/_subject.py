@@ -6,9 +6,9 @@ A :class:`Subject` is the common view of both:
   explicit halves ``fwd``/``bwd``. A *composed* Layer (a model: ``getattr(f, "composed", False)``)
   chains its children's rules in ``apply`` and runs a separate explicit chain in ``fwd``/``bwd``,
   so both paths are compared with the reference;
-* any other callable (``jax.custom_vjp``, ``equinox.filter_custom_vjp``, ``flax.nnx.custom_vjp``, a
-  function that calls them): ``apply`` is the callable, the reference is required, and there are
-  no separate halves: its VJP (``jax.vjp``) is what is checked.
+* any other callable (a ``jax.custom_vjp`` function, an ``equinox.filter_custom_vjp``, a function
+  that calls them): ``apply`` is the callable, the reference is required, and there are no
+  separate halves: its VJP (``jax.vjp``) is what is checked.
 """
 
 from __future__ import annotations
