@@ -75,3 +75,12 @@ __all__ = [
     "LSTMState",
     "lstm_state",
 ]
+
+
+# jb.testing, imported on first use (as np.testing): the checkers cost nothing until asked for.
+def __getattr__(name):
+    if name == "testing":
+        import importlib
+
+        return importlib.import_module(".testing", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,21 +1,32 @@
-"""Public checkers for hand-written gradients: use them on your own layers.
+"""Public checkers for hand-written gradients: use them on your own layers and custom_vjp functions.
 
     from jaxback.testing import check_vjp
-    check_vjp(my_layer, params, x)            # raises AssertionError with a readable report
+    check_vjp(my_layer, params, x)                          # a jaxback Layer: reference = my_layer.auto
+    check_vjp(my_custom_vjp_fn, x, reference=plain_fn)      # any callable with a custom VJP
 
-The registry (``LayerInfo``, ``register``, ``registered``) describes each layer's sample inputs,
-edge inputs, error inputs, mutants, dtypes and support flags; ``tests/test_registry.py`` generates
-every test from it, and users can register their own layers to get the same checks.
-``jaxback.testing.strategies`` holds hypothesis strategies for layer inputs.
+Both raise AssertionError with a readable report. The registry (``LayerInfo``, ``register``,
+``Registry``) describes each layer's sample inputs, edge inputs, error inputs, mutants, dtypes and
+support flags; ``run_checks(info)`` runs every check generated from it (no pytest needed) and
+``pytest_tests([info, ...])`` makes them one parametrised pytest test (jaxback's own suite,
+``tests/test_registry.py``, is exactly that over ``registered()``).
+
+Nothing here imports pytest or hypothesis at import time: ``jaxback.testing.strategies`` (hypothesis
+strategies for ``@given`` tests) needs the test extra, ``pip install 'jaxback[test]'``.
 """
 
-from . import strategies
 from ._check_vjp import check_vjp, random_cotangent
-from ._registry import DTYPES, FLAGS, EdgeCase, ErrorCase, LayerInfo, Mutant, lookup, register, registered
+from ._generate import GeneratedCheck, generated_checks
+from ._pytest import pytest_tests
+from ._registry import (DTYPES, FLAGS, REGISTRY, EdgeCase, ErrorCase, LayerInfo, Mutant, Registry, lookup, register,
+                        registered, unregister)
+from ._runner import CheckReport, run_checks
 from ._tolerances import RTOL, rtol_for
 from . import _builtin  # noqa: F401  (registers jaxback's own layers)
+from . import strategies  # plain numpy at import; its strategies import hypothesis when called
 
 __all__ = [
     "check_vjp", "random_cotangent", "rtol_for", "RTOL", "strategies",
-    "LayerInfo", "EdgeCase", "ErrorCase", "Mutant", "FLAGS", "DTYPES", "register", "registered", "lookup",
+    "run_checks", "CheckReport", "pytest_tests", "generated_checks", "GeneratedCheck",
+    "LayerInfo", "EdgeCase", "ErrorCase", "Mutant", "FLAGS", "DTYPES",
+    "Registry", "REGISTRY", "register", "unregister", "registered", "lookup",
 ]

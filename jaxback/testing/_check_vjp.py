@@ -1,99 +1,30 @@
-"""check_vjp: verify a Layer's hand rule against autodiff and finite differences."""
+"""check_vjp: verify a hand-written VJP (a jaxback Layer's, or any custom_vjp's) against autodiff of
+a reference forward and against finite differences."""
 
 from __future__ import annotations
-
-import functools
-from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._layer import Layer, _hyper_key, split_keywords
+from .._layer import _hyper_key, split_keywords
+from ._programs import Programs, float_leaves, programs_for
+from ._structure import labelled_leaves, max_abs, structure_problems
+from ._subject import subject_of
 from ._tolerances import FD_DTYPES, mismatch, rtol_for
 
-__all__ = ["check_vjp", "random_cotangent"]
-
-
-def _is_float(x) -> bool:
-    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
-
-
-def _leaves(tree):
-    """``[(path string, leaf)]`` with ``None`` kept as a leaf."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda l: l is None)
-    return [(jax.tree_util.keystr(path), leaf) for path, leaf in flat]
+__all__ = ["check_vjp", "grad_of_grad_problems", "random_cotangent", "with_values"]
 
 
 def random_cotangent(y, seed: int = 0):
-    """A standard-normal cotangent with ``y``'s structure, shapes and dtypes."""
+    """A standard-normal cotangent with ``y``'s structure, shapes and dtypes (float0 zeros for
+    integer or boolean outputs, which take no cotangent)."""
     leaves, treedef = jax.tree_util.tree_flatten(y)
     keys = jax.random.split(jax.random.PRNGKey(seed), max(len(leaves), 1))
-    return treedef.unflatten(
-        [jax.random.normal(k, jnp.shape(l), jnp.result_type(l)) for k, l in zip(keys, leaves)]
-    )
-
-
-def _structure_problems(args, cotangents):
-    """Cotangents must mirror the arguments exactly: structure, shape and dtype."""
-    if not isinstance(cotangents, tuple) or len(cotangents) != len(args):
-        return [f"bwd must return a tuple of {len(args)} cotangent(s), one per positional argument; "
-                f"got {type(cotangents).__name__} of length {len(cotangents) if isinstance(cotangents, tuple) else '?'}"]
-    problems = []
-    for i, (arg, cot) in enumerate(zip(args, cotangents)):
-        if cot is None:
-            continue  # None means a zero cotangent: the comparison with autodiff judges it
-        if jax.tree_util.tree_structure(arg, is_leaf=lambda l: l is None) != jax.tree_util.tree_structure(cot, is_leaf=lambda l: l is None):
-            problems.append(f"argument {i}: cotangent structure {jax.tree_util.tree_structure(cot)} "
-                            f"differs from the argument's {jax.tree_util.tree_structure(arg)}")
-            continue
-        for (path, a), (_, c) in zip(_leaves(arg), _leaves(cot)):
-            if c is None:
-                continue
-            if jnp.shape(c) != jnp.shape(a) or jnp.result_type(c) != jnp.result_type(a):
-                problems.append(
-                    f"argument {i}{path}: cotangent has shape={jnp.shape(c)} dtype={jnp.result_type(c)} "
-                    f"but the primal has shape={jnp.shape(a)} dtype={jnp.result_type(a)}")
-    return problems
-
-
-def _reference_dtype():
-    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-
-
-def _upcast(tree):
-    """Float leaves below the reference precision, cast up to it."""
-    ref = np.dtype(_reference_dtype())
-    return jax.tree_util.tree_map(
-        lambda l: l.astype(ref) if _is_float(l) and np.dtype(l.dtype).itemsize < ref.itemsize else l, tree)
-
-
-def _value_problems(what, hand_tree, auto_tree, ref_tree=None, scale_floor=0.0):
-    problems = []
-    refs = [r for _, r in _leaves(ref_tree)] if ref_tree is not None else None
-    for k, ((path, h), (_, a)) in enumerate(zip(_leaves(hand_tree), _leaves(auto_tree))):
-        if a is None or not _is_float(a) or jnp.result_type(a) == jax.dtypes.float0:
-            continue
-        h = jnp.zeros_like(a) if h is None else h
-        ref = refs[k] if refs is not None and np.dtype(a.dtype) != np.dtype(refs[k].dtype) else None
-        found = mismatch(h, a, rtol_for(jnp.result_type(a)), ref, scale_floor)
-        if found:
-            problems.append(f"{what}{path}: {found}")
-    return problems
-
-
-def _fd_step(float_args):
-    """1e-6 in float64 (truncation error ~1e-12; a 100x smaller chance than JAX's default 1e-4 that
-    a step straddles a kink such as relu's 0 or a near-tie in max), JAX's default otherwise."""
-    leaves = jax.tree_util.tree_leaves(float_args)
-    return 1e-6 if all(jnp.result_type(l) == jnp.float64 for l in leaves) else None
-
-
-def _fd_tolerance(float_args):
-    """JAX's own finite-difference tolerance for the *least* precise argument: a float32 weight
-    beside float64 inputs makes the difference quotient a float32 one."""
-    return max({np.dtype("float64"): 1e-5, np.dtype("float32"): 2e-3}[np.dtype(jnp.result_type(l))]
-               for l in jax.tree_util.tree_leaves(float_args))
+    draw = lambda k, l: (jax.random.normal(k, jnp.shape(l), jnp.result_type(l))
+                         if jnp.issubdtype(jnp.result_type(l), jnp.inexact)
+                         else np.zeros(jnp.shape(l), jax.dtypes.float0))
+    return treedef.unflatten([draw(k, l) for k, l in zip(keys, leaves)])
 
 
 def with_values(args, positions, values) -> tuple:
@@ -104,139 +35,174 @@ def with_values(args, positions, values) -> tuple:
     return tuple(full)
 
 
-class _Programs(NamedTuple):
-    outputs: Callable     # (args, arrays) -> (auto, fwd, float64 reference, apply) outputs
-    evaluate: Callable    # (args, arrays, y_bar, positions, fd) -> (outputs, cotangents, projections)
-    bwd_of_fwd: Callable  # (args, arrays, y_bar) -> bwd's cotangents (for jax.eval_shape)
+def _is_float(x) -> bool:
+    return jnp.issubdtype(jnp.result_type(x), jnp.inexact) and jnp.result_type(x) != jax.dtypes.float0
 
 
-@functools.lru_cache(maxsize=256)
-def _programs(layer: Layer, static_key: tuple, jit: bool = True) -> _Programs:
-    """The programs check_vjp runs for ``layer`` at one setting of its static hyperparameters.
-
-    One cache entry per (layer, setting); jit's own cache then compiles once per argument shape, so
-    every later example of a "shape family" runs without re-tracing. Eagerly, each call re-traced
-    the rule and dispatched it op by op (3-5 s per new attention shape, ~1 s jitted). With
-    ``jit=False`` the same functions run op by op.
-    """
-    static = {k: v for k, _, v in static_key}
-
-    def outputs(args, arrays):
-        hyper = {**static, **arrays}
-        return (layer.auto(*args, **hyper), layer.fwd(*args, **hyper)[0],
-                layer.auto(*_upcast(args), **hyper), layer.apply(*args, **hyper))
-
-    def cotangents(args, arrays, y_bar):
-        """``(hand, autodiff, float64 reference)`` cotangents of every positional argument."""
-        hyper = {**static, **arrays}
-        pull = lambda fn, a, g: jax.vjp(functools.partial(fn, **hyper), *a)[1](g)
-        return (pull(layer.apply, args, y_bar), pull(layer.auto, args, y_bar),
-                pull(layer.auto, _upcast(args), _upcast(y_bar)))
-
-    def bwd_of_fwd(args, arrays, y_bar):
-        return layer.bwd(layer.fwd(*args, **static, **arrays)[1], y_bar, **static)
-
-    def projections(args, arrays, positions, tangent, cotangent, eps):
-        """``<cotangent, J tangent>`` two ways: the hand VJP, and central differences
-        ``(f(a + eps t) - f(a - eps t)) / (2 eps)`` (what ``jax.test_util.check_grads`` compares)."""
-        def f(float_args):
-            return layer.apply(*with_values(args, positions, float_args), **static, **arrays)
-
-        float_args = tuple(args[i] for i in positions)
-        step = lambda sign: jax.tree_util.tree_map(lambda a, t: a + sign * eps * t, float_args, tangent)
-        _, vjp = jax.vjp(f, float_args)
-        difference = jax.tree_util.tree_map(lambda p, m: (p - m) * (0.5 / eps), f(step(1)), f(step(-1)))
-        return _inner(vjp(cotangent)[0], tangent), _inner(difference, cotangent)
-
-    def evaluate(args, arrays, y_bar, positions, fd):
-        """Everything in one program (one compile per shape family); ``fd``: ``None`` or
-        ``(tangent, cotangent, eps)`` for the finite-difference projections."""
-        return (outputs(args, arrays), cotangents(args, arrays, y_bar),
-                None if fd is None else projections(args, arrays, positions, *fd))
-
-    if not jit:
-        return _Programs(outputs, evaluate, bwd_of_fwd)
-    return _Programs(jax.jit(outputs), jax.jit(evaluate, static_argnums=3), bwd_of_fwd)
+def _value_problems(what, hand_tree, auto_tree, ref_tree=None, scale_floor=0.0):
+    """One report per float leaf of ``hand_tree`` that differs from ``auto_tree`` beyond the
+    dtype's tolerance (judged against ``ref_tree``, float64 autodiff, below float64)."""
+    hand, auto = labelled_leaves(hand_tree, what), labelled_leaves(auto_tree, what)
+    if [p for p, _ in hand] != [p for p, _ in auto]:
+        return [f"{what}: structure {jax.tree_util.tree_structure(hand_tree)} differs from the "
+                f"reference's {jax.tree_util.tree_structure(auto_tree)}"]
+    refs = [r for _, r in labelled_leaves(ref_tree)] if ref_tree is not None else [None] * len(auto)
+    problems = []
+    for (path, h), (_, a), r in zip(hand, auto, refs):
+        if a is None or not _is_float(a):
+            continue
+        h = jnp.zeros_like(a) if h is None else h
+        r = r if r is not None and np.dtype(jnp.result_type(a)) != np.dtype(jnp.result_type(r)) else None
+        found = mismatch(h, a, rtol_for(jnp.result_type(a)), r, scale_floor)
+        if found:
+            problems.append(f"{path}: {found}")
+    return problems
 
 
-def _inner(xs, ys):
-    """Sum of elementwise products over two pytrees, accumulated in the reference precision."""
-    acc = _reference_dtype()
-    return sum(jnp.vdot(x.astype(acc), y.astype(acc))
-               for x, y in zip(jax.tree_util.tree_leaves(xs), jax.tree_util.tree_leaves(ys)))
-
-
-def _fd_positions(args):
-    """Positions of the arguments finite differences can perturb: non-empty float32/64 pytrees."""
-    return tuple(i for i, a in enumerate(args)
-                 if jax.tree_util.tree_leaves(a)
-                 and all(_is_float(l) and jnp.result_type(l) in FD_DTYPES and jnp.size(l) > 0
-                         for l in jax.tree_util.tree_leaves(a)))
+def _fd_tolerance(leaves):
+    """JAX's own finite-difference tolerance for the *least* precise leaf: a float32 weight beside
+    float64 inputs makes the difference quotient a float32 one."""
+    return max({np.dtype("float64"): 1e-5, np.dtype("float32"): 2e-3}[np.dtype(jnp.result_type(l))] for l in leaves)
 
 
 def _fd_inputs(args, positions, y_shape):
-    """``(tangent, cotangent, eps)``: standard-normal directions from a fixed seed, as check_grads."""
+    """``(tangent, cotangent, eps)``: standard-normal directions from a fixed seed, as check_grads;
+    eps 1e-6 in float64 (truncation error ~1e-12, and a 100x smaller chance than JAX's default
+    1e-4 that a step straddles a kink such as relu's 0 or a near-tie in max), 1e-4 otherwise."""
     rng = np.random.RandomState(0)
-    rand_like = lambda l: np.asarray(rng.randn(*l.shape), dtype=l.dtype)
-    float_args = tuple(args[i] for i in positions)
-    return (jax.tree_util.tree_map(rand_like, float_args), jax.tree_util.tree_map(rand_like, y_shape),
-            _fd_step(float_args) or 1e-4)
+    rand_like = lambda l: np.asarray(rng.randn(*jnp.shape(l)), dtype=jnp.result_type(l))
+    leaves = [jax.tree_util.tree_leaves(args)[i] for i in positions]
+    cot = jax.tree_util.tree_map(lambda l: rand_like(l) if _is_float(l) else np.zeros(l.shape, jax.dtypes.float0),
+                                 y_shape)
+    eps = 1e-6 if all(jnp.result_type(l) == jnp.float64 for l in leaves) else 1e-4
+    return tuple(rand_like(l) for l in leaves), cot, eps
 
 
-def _finite_difference_problems(projections, float_args):
+def _finite_difference_problems(projections, leaves):
     hand, difference = (float(p) for p in projections)
-    tol = _fd_tolerance(float_args)
+    tol = _fd_tolerance(leaves)
     if abs(hand - difference) <= tol + tol * abs(difference):
         return []
     return [f"finite differences disagree with the hand VJP along a random direction t: <y_bar, J t> = "
             f"{hand:.10g} by the hand rule, {difference:.10g} by central differences (atol = rtol = {tol:g})"]
 
 
-def check_vjp(layer: Layer, *args, fd: bool = True, seed: int = 0, jit: bool = True, **hyper) -> None:
-    """Check ``layer``'s hand-derived VJP at ``args``; raise ``AssertionError`` with a report.
+def _describe(name, static, arrays, args, seed):
+    settings = [f"{k}={v!r}" for k, v in sorted(static.items())]
+    settings += [f"{k}=<{jnp.result_type(v)}{list(jnp.shape(v))}>" for k, v in sorted(arrays.items())]
+    leaves = [f"{p} {jnp.result_type(l)}{list(jnp.shape(l))}" for p, l in labelled_leaves(args, "args") if l is not None]
+    inputs = ", ".join(leaves[:8] + ([f"... ({len(leaves) - 8} more)"] if len(leaves) > 8 else []))
+    return f"check_vjp({', '.join([name] + settings)}) failed (seed={seed}; inputs: {inputs}):"
 
-    What is checked, at the given inputs and hyperparameters:
 
-    1. the primal output of ``fwd`` and of ``apply`` equals ``auto``'s;
-    2. ``bwd(res, y_bar)``, for a random cotangent ``y_bar``, returns one cotangent per positional
-       argument with exactly its primal's pytree structure, shape **and dtype** (JAX itself does
-       not check the dtype);
-    3. the VJP of ``apply`` (hand rule) equals the VJP of ``auto`` (autodiff) for every floating
-       argument, within the dtype's tolerance; below float64, against autodiff in float64 with
-       slack for autodiff's own error in that dtype (see ``jaxback.testing._tolerances``);
-    4. with ``fd=True``, central finite differences agree (float32/float64 arguments only; turn it
-       off at kinks, where a difference quotient straddles two slopes).
+def _structure(programs: Programs, subject, args, arrays, y_bar):
+    """Structure problems of the explicit ``bwd`` (Layers) and of the VJP of ``apply`` (plain
+    callables and composed Layers, whose apply chains other rules)."""
+    problems = []
+    if subject.bwd is not None:
+        problems = structure_problems(args, jax.eval_shape(programs.bwd_of_fwd, args, arrays, y_bar), "bwd")
+    if problems or (subject.bwd is not None and not subject.composed):
+        return problems  # a Layer's apply is custom_vjp(fwd, bwd): its VJP *is* bwd, just checked
+    try:
+        cotangents = jax.eval_shape(programs.hand_vjp, args, arrays, y_bar)
+    except Exception as err:  # noqa: BLE001  (reported, and chained for the traceback)
+        raise AssertionError(f"check_vjp({subject.name}): the VJP of f failed to trace: "
+                             f"{type(err).__name__}: {err}") from err
+    return structure_problems(args, cotangents, "VJP")
+
+
+def check_vjp(f, *args, reference=None, fd: bool = True, seed: int = 0, jit: bool = True, order: int = 1,
+              **hyper) -> None:
+    """Check the hand-written VJP of ``f`` at ``args``; raise ``AssertionError`` with a report.
+
+    What is checked, at the given inputs and hyperparameters, for a random cotangent ``y_bar``:
+
+    1. the primal output of ``f`` (and of a Layer's ``fwd``) equals the reference's;
+    2. every cotangent has exactly its primal's pytree structure, shape **and dtype** (JAX itself
+       does not check the dtype); integer and boolean arguments take ``None``/float0;
+    3. the VJP of ``f`` equals the VJP of ``reference`` (autodiff) for every floating leaf, within
+       the dtype's tolerance; below float64, against autodiff in float64 with slack for autodiff's
+       own error in that dtype (see ``jaxback.testing._tolerances``). For a composed Layer (a
+       model), ``bwd(fwd(...)[1], y_bar)`` is compared too: it is a separate path from ``apply``;
+    4. with ``fd=True``, central finite differences agree (float32/float64 leaves only; turn it off
+       at kinks, where a difference quotient straddles two slopes);
+    5. with ``order=2``, reverse over reverse: the gradient of ``<vjp(args)(y_bar), v>`` with
+       respect to the float leaves equals the reference's.
 
     Args:
-      layer: a :class:`jaxback.Layer` (or one made with :func:`jaxback.make_layer`).
-      *args: positional arguments, as for ``layer(*args)``.
+      f: a :class:`jaxback.Layer`, or any callable with a custom VJP: a ``jax.custom_vjp``
+        function, an ``equinox.filter_custom_vjp`` (both tested), code that calls them.
+      *args: positional arguments, as for ``f(*args)``: arrays or pytrees of them (dicts,
+        NamedTuples, nested tuples, ``None`` entries), integer/boolean arrays included.
+      reference: the same forward with no custom rule; defaults to ``f.auto`` for a Layer and is
+        required otherwise (``TypeError``).
       fd: also run the finite-difference witness.
-      seed: seed of the random cotangent (names reserved here, so not passed to the layer).
-      jit: run the comparisons as jitted programs (one compile per layer, setting and shapes; the
+      seed: seed of the random cotangent.
+      jit: run the comparisons as jitted programs (one compile per subject, setting and shapes; the
         way a training step runs the rule). ``jit=False`` runs them op by op, as eager code does;
         at ill-conditioned inputs the two can round differently (XLA fuses and reorders).
-      **hyper: the layer's keyword arguments (hyperparameters and array keywords such as masks).
+      order: 1, or 2 to also check grad of grad.
+      **hyper: keyword arguments of ``f``: static hyperparameters (hashable Python values) and
+        array keywords (masks, PRNG keys), which are not differentiated.
     """
-    name = f"check_vjp({layer.name})"
+    if order not in (1, 2):
+        raise ValueError(f"check_vjp: order must be 1 or 2; got {order!r}")
+    subject = subject_of(f, reference)
     static, arrays = split_keywords(hyper)
-    programs = _programs(layer, _hyper_key(layer.name, static), jit)
-    y_shape = jax.eval_shape(programs.outputs, args, arrays)[0]
+    programs = programs_for(subject, _hyper_key(subject.name, static), jit)
+    y_shape = jax.eval_shape(programs.outputs, args, arrays)["reference"]
     y_bar = random_cotangent(y_shape, seed)
-    y_bar_scale = max((float(np.max(np.abs(np.asarray(l, np.float32)))) for l in jax.tree_util.tree_leaves(y_bar)
-                       if jnp.size(l)), default=0.0)
-    problems = _structure_problems(args, jax.eval_shape(programs.bwd_of_fwd, args, arrays, y_bar))
-    if problems:  # a wrongly shaped rule would make jax.vjp raise its own error
+    problems = _structure(programs, subject, args, arrays, y_bar)
+    if problems:
         outputs, projections = programs.outputs(args, arrays), None
     else:
-        positions = _fd_positions(args) if fd else ()
+        positions = float_leaves(args, FD_DTYPES) if fd else ()
         fd_inputs = _fd_inputs(args, positions, y_shape) if positions else None
-        outputs, cotangents, projections = programs.evaluate(args, arrays, y_bar, positions, fd_inputs)
-        for i, triple in enumerate(zip(*cotangents)):
-            problems += _value_problems(f"cotangent of argument {i}", *triple, y_bar_scale)
-    y_auto, y_fwd, y_ref, y_apply = outputs
-    problems = (_value_problems("fwd output", y_fwd, y_auto, y_ref)
-                + _value_problems("apply output", y_apply, y_auto, y_ref) + problems)
+        outputs, cots, projections = programs.evaluate(args, arrays, y_bar, positions, fd_inputs)
+        floor = max_abs(y_bar)
+        problems += _value_problems("cotangent of args", cots["hand"], cots["reference"], cots["ref64"], floor)
+        if "explicit" in cots:
+            problems += _value_problems("explicit bwd: cotangent of args", cots["explicit"], cots["reference"],
+                                        cots["ref64"], floor)
+        if order == 2 and not problems:
+            problems += _second_order_problems(programs, args, arrays, y_bar, seed)
+    for path in ("apply", "fwd"):
+        if path in outputs:
+            problems = _value_problems(f"{path} output", outputs[path], outputs["reference"],
+                                       outputs["ref64"]) + problems
     if projections is not None and not problems:
-        problems += _finite_difference_problems(projections, tuple(args[i] for i in positions))
+        leaves = jax.tree_util.tree_leaves(args)
+        problems += _finite_difference_problems(projections, [leaves[i] for i in positions])
     if problems:
-        raise AssertionError(f"{name} failed:\n  - " + "\n  - ".join(problems))
+        header = _describe(subject.name, static, arrays, args, seed)
+        raise AssertionError(header + "\n  - " + "\n  - ".join(problems))
+
+
+def _second_order_problems(programs, args, arrays, y_bar, seed):
+    """grad of ``<vjp(args)(y_bar), v>``, hand vs reference. The pairing is bilinear in
+    ``(y_bar, v)``: errors are measured against ``max|y_bar| max|v|`` at least, so an exact 0 (hand)
+    vs a rounding-level 1e-17 (autodiff, under jit) is not a mismatch."""
+    positions = float_leaves(args)
+    if not positions:
+        return []
+    leaves = jax.tree_util.tree_leaves(args)
+    v = random_cotangent(tuple(leaves[i] for i in positions), seed + 1)
+    hand, ref = programs.second_order(args, arrays, y_bar, positions, v)
+    paths = [p for p, l in labelled_leaves(args, "args") if l is not None]
+    problems = []
+    for i, h, r in zip(positions, hand, ref):
+        found = mismatch(h, r, rtol_for(jnp.result_type(r)), scale_floor=max_abs(y_bar) * max_abs(v))
+        if found:
+            problems.append(f"grad of grad, {paths[i]}: {found}")
+    return problems
+
+
+
+def grad_of_grad_problems(f, args, hyper, *, reference=None, seed: int = 1, jit: bool = True) -> list:
+    """The order-2 part of ``check_vjp`` alone (reports; empty if the hand rule's grad of grad
+    matches the reference's)."""
+    subject = subject_of(f, reference)
+    static, arrays = split_keywords(hyper)
+    programs = programs_for(subject, _hyper_key(subject.name, static), jit)
+    y_bar = random_cotangent(jax.eval_shape(programs.outputs, args, arrays)["reference"], seed)
+    return _second_order_problems(programs, args, arrays, y_bar, seed)

@@ -10,12 +10,15 @@ A LayerInfo says, for one layer, everything a test needs to know:
 * ``mutants``: wrong backward rules the generated suite must reject;
 * ``dtypes`` it supports and ``supports`` flags for the transformations it works under.
 
-Users register their own layers with :func:`register` and get the same generated checks by running
-``jaxback.testing.run_checks(info)`` (or by parametrising their tests over ``registered()``).
+Users get the same generated checks for their own layers with ``jaxback.testing.run_checks(info)``
+(no pytest needed) or ``test_mine = jaxback.testing.pytest_tests([info, ...])`` in a test module.
+Registries (:class:`Registry`) can be scoped, replaced and cleared; ``register`` and friends act on
+the default one, ``REGISTRY``, which holds jaxback's own layers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Callable, Mapping, Optional
 
@@ -24,7 +27,8 @@ import numpy as np
 
 from .._layer import Layer
 
-__all__ = ["LayerInfo", "EdgeCase", "ErrorCase", "Mutant", "FLAGS", "DTYPES", "register", "registered", "lookup"]
+__all__ = ["LayerInfo", "EdgeCase", "ErrorCase", "Mutant", "FLAGS", "DTYPES", "Registry", "REGISTRY", "register",
+           "unregister", "registered", "lookup"]
 
 FLAGS = ("jit", "vmap", "grad_of_grad", "checkpoint", "scan", "sharding", "symbolic_zeros")
 DTYPES = (jnp.float64, jnp.float32, jnp.bfloat16, jnp.float16)
@@ -116,24 +120,83 @@ class LayerInfo:
         return self.sample_args(np.random.default_rng(seed), dtype, self.shapes[0] if shape is None else shape, kind)
 
 
-_REGISTRY: dict[str, LayerInfo] = {}
-
-
-def register(info: LayerInfo) -> LayerInfo:
-    """Add ``info`` to the registry (names must be unique); returns it."""
+def _validate(info: LayerInfo) -> None:
     unknown = (set(info.supports) | set(info.not_applicable)) - set(FLAGS) - {jnp.dtype(d).name for d in DTYPES}
     if unknown:
         raise ValueError(f"register({info.name}): unknown support flags {sorted(unknown)}; known: {FLAGS}")
-    if info.name in _REGISTRY and _REGISTRY[info.name] is not info:
-        raise ValueError(f"register: a layer named {info.name!r} is already registered")
-    _REGISTRY[info.name] = info
-    return info
+
+
+class Registry:
+    """LayerInfos by name, in registration order. ``REGISTRY`` holds jaxback's own layers; make your
+    own (``Registry([info, ...])``) or borrow the default one for a while with ``scoped()``."""
+
+    def __init__(self, infos=()):
+        self._infos: dict[str, LayerInfo] = {}
+        for info in infos:
+            self.register(info)
+
+    def register(self, info: LayerInfo, *, replace: bool = False) -> LayerInfo:
+        """Add ``info``; returns it. Registering the same entry again is a no-op; another entry
+        with a taken name raises ``ValueError`` unless ``replace=True``."""
+        _validate(info)
+        if info.name in self._infos and self._infos[info.name] is not info and not replace:
+            raise ValueError(f"register: a layer named {info.name!r} is already registered; pass replace=True "
+                             f"to replace it, unregister({info.name!r}) first, or register inside "
+                             f"REGISTRY.scoped() (or a Registry of your own)")
+        self._infos[info.name] = info
+        return info
+
+    def unregister(self, name) -> LayerInfo:
+        """Remove the entry named ``name`` (or the LayerInfo ``name``); returns it."""
+        return self._infos.pop(self.lookup(getattr(name, "name", name)).name)
+
+    def clear(self) -> None:
+        self._infos.clear()
+
+    def registered(self) -> tuple:
+        return tuple(self._infos.values())
+
+    def lookup(self, name: str) -> LayerInfo:
+        try:
+            return self._infos[name]
+        except KeyError:
+            raise KeyError(f"no layer named {name!r} is registered; known: {sorted(self._infos)}") from None
+
+    def __contains__(self, name) -> bool:
+        return name in self._infos
+
+    def __len__(self) -> int:
+        return len(self._infos)
+
+    @contextlib.contextmanager
+    def scoped(self):
+        """``with registry.scoped(): ...``: entries registered, replaced or removed inside are
+        undone on exit (for tests that register layers of their own)."""
+        saved = dict(self._infos)
+        try:
+            yield self
+        finally:
+            self._infos = saved
+
+
+REGISTRY = Registry()
+
+
+def register(info: LayerInfo, *, replace: bool = False) -> LayerInfo:
+    """``REGISTRY.register``: add ``info`` to the default registry; returns it."""
+    return REGISTRY.register(info, replace=replace)
+
+
+def unregister(name) -> LayerInfo:
+    """``REGISTRY.unregister``."""
+    return REGISTRY.unregister(name)
 
 
 def registered() -> tuple[LayerInfo, ...]:
-    """Every registered LayerInfo, in registration order."""
-    return tuple(_REGISTRY.values())
+    """Every LayerInfo in the default registry, in registration order."""
+    return REGISTRY.registered()
 
 
 def lookup(name: str) -> LayerInfo:
-    return _REGISTRY[name]
+    """``REGISTRY.lookup``."""
+    return REGISTRY.lookup(name)

@@ -90,8 +90,13 @@ def mismatch(hand, auto, rtol, ref=None, scale_floor=0.0):
     with np.errstate(invalid="ignore", over="ignore"):
         rel = err[worst] / max(abs(auto[worst]), np.finfo(np.float64).tiny)
     against = "float64 autodiff" if ref is not None else "autodiff"
+    largest = np.unravel_index(int(np.argmax(err)), err.shape)
+    where = lambda index: tuple(int(i) for i in index)
+    also = "" if largest == worst else (
+        f"; the largest abs err, {err[largest]:.3g}, is at index {where(largest)} "
+        f"(hand={hand[largest]:.17g}, {against}={auto[largest]:.17g}) where more is allowed")
     return (
-        f"max abs err {np.max(err):.3g}, worst at index {tuple(int(i) for i in worst)}: "
-        f"hand={hand[worst]:.17g}, {against}={auto[worst]:.17g} "
-        f"(abs err {err[worst]:.3g}, rel err {rel:.3g}; rtol={rtol:g})"
+        f"worst at index {where(worst)}: hand={hand[worst]:.17g}, {against}={auto[worst]:.17g} "
+        f"(abs err {err[worst]:.3g}, rel err {rel:.3g}, {ratio[worst]:.3g}x the allowed {allowed[worst]:.3g}; "
+        f"rtol={rtol:g}){also}"
     )

@@ -1,0 +1,150 @@
+"""The programs ``check_vjp`` runs for one subject at one setting of its static hyperparameters.
+
+One cache entry per (subject, setting, jit); jit's own cache then compiles once per argument shape,
+so every later example of a "shape family" runs without re-tracing. Eagerly, each call re-traced
+the rule and dispatched it op by op (3-5 s per new attention shape, ~1 s jitted). With
+``jit=False`` the same functions run op by op.
+
+Arguments are pytrees; "float leaves" are the floating leaves of ``args`` in ``tree_leaves``
+order (``None`` entries are empty subtrees), given as a static tuple of leaf indices.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._structure import fill_none
+from ._subject import Subject
+
+__all__ = ["Programs", "programs_for", "float_leaves", "reference_dtype"]
+
+
+def reference_dtype():
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
+def _is_float(x) -> bool:
+    dtype = jnp.result_type(x)
+    return jnp.issubdtype(dtype, jnp.inexact) and dtype != jax.dtypes.float0
+
+
+def float_leaves(args, dtypes=None) -> tuple:
+    """Indices (in ``tree_leaves(args)``) of the non-empty floating leaves, of ``dtypes`` if given."""
+    return tuple(i for i, l in enumerate(jax.tree_util.tree_leaves(args))
+                 if _is_float(l) and jnp.size(l) > 0 and (dtypes is None or np.dtype(jnp.result_type(l)) in dtypes))
+
+
+def _replace_leaves(tree, positions, values):
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    for i, v in zip(positions, values):
+        leaves[i] = v
+    return treedef.unflatten(leaves)
+
+
+def _pick(tree, positions):
+    leaves = jax.tree_util.tree_leaves(tree)
+    return tuple(leaves[i] for i in positions)
+
+
+def _upcast(tree):
+    """Float leaves below the reference precision, cast up to it."""
+    ref = np.dtype(reference_dtype())
+    up = lambda l: (jnp.asarray(l).astype(ref) if _is_float(l) and np.dtype(jnp.result_type(l)).itemsize < ref.itemsize
+                    else l)
+    return jax.tree_util.tree_map(up, tree)
+
+
+def _inner(xs, ys):
+    """Sum of elementwise products over two pytrees of float leaves, in the reference precision."""
+    acc = reference_dtype()
+    return sum(jnp.vdot(jnp.asarray(x).astype(acc), jnp.asarray(y).astype(acc))
+               for x, y in zip(jax.tree_util.tree_leaves(xs), jax.tree_util.tree_leaves(ys)) if _is_float(y))
+
+
+class Programs(NamedTuple):
+    outputs: Callable       # (args, arrays) -> {"apply", "reference", "ref64"[, "fwd"]: outputs}
+    evaluate: Callable      # (args, arrays, y_bar, positions, fd) -> (outputs, cotangents, projections)
+    bwd_of_fwd: Callable    # (args, arrays, y_bar) -> bwd's cotangents (Layers; for jax.eval_shape)
+    hand_vjp: Callable      # (args, arrays, y_bar) -> the VJP of apply (for jax.eval_shape)
+    second_order: Callable  # (args, arrays, y_bar, positions, v) -> (hand, reference) grads of grads
+
+
+def programs_for(subject: Subject, static_key: tuple, jit: bool = True) -> Programs:
+    """The (cached) programs; subjects that cannot be hashed get fresh ones each call."""
+    try:
+        return _cached(subject, static_key, jit)
+    except TypeError:  # an unhashable callable (e.g. a module holding arrays)
+        return _build(subject, static_key, jit)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached(subject, static_key, jit):
+    return _build(subject, static_key, jit)
+
+
+def _build(subject: Subject, static_key: tuple, jit: bool) -> Programs:
+    static = {k: v for k, _, v in static_key}
+
+    def call(fn, args, arrays):
+        return fn(*args, **static, **arrays)
+
+    def pull(fn, args, arrays, y_bar):
+        return jax.vjp(functools.partial(fn, **static, **arrays), *args)[1](y_bar)
+
+    def outputs(args, arrays):
+        out = {"apply": call(subject.apply, args, arrays), "reference": call(subject.reference, args, arrays),
+               "ref64": call(subject.reference, _upcast(args), arrays)}
+        if subject.fwd is not None:
+            out["fwd"] = call(subject.fwd, args, arrays)[0]
+        return out
+
+    def bwd_of_fwd(args, arrays, y_bar):
+        return subject.bwd(call(subject.fwd, args, arrays)[1], y_bar, **static)
+
+    def hand_vjp(args, arrays, y_bar):
+        return pull(subject.apply, args, arrays, y_bar)
+
+    def cotangents(args, arrays, y_bar):
+        """The hand VJP, the reference's, the reference's in float64 and (composed) the explicit path."""
+        reference = pull(subject.reference, args, arrays, y_bar)
+        cots = {"hand": hand_vjp(args, arrays, y_bar), "reference": reference,
+                "ref64": pull(subject.reference, _upcast(args), arrays, _upcast(y_bar))}
+        if subject.composed:
+            cots["explicit"] = fill_none(bwd_of_fwd(args, arrays, y_bar), reference)
+        return cots
+
+    def projections(args, arrays, positions, tangent, cotangent, eps):
+        """``<cotangent, J tangent>`` two ways: the hand VJP, and central differences
+        ``(f(a + eps t) - f(a - eps t)) / (2 eps)`` (what ``jax.test_util.check_grads`` compares)."""
+        f = lambda leaves: call(subject.apply, _replace_leaves(args, positions, leaves), arrays)
+        leaves = _pick(args, positions)
+        step = lambda sign: tuple(a + sign * eps * t for a, t in zip(leaves, tangent))
+        _, vjp = jax.vjp(f, leaves)
+        difference = jax.tree_util.tree_map(lambda p, m: (p - m) * (0.5 / eps) if _is_float(p) else p,
+                                            f(step(1)), f(step(-1)))
+        return _inner(vjp(cotangent)[0], tangent), _inner(difference, cotangent)
+
+    def evaluate(args, arrays, y_bar, positions, fd):
+        """Everything in one program (one compile per shape family); ``fd``: ``None`` or
+        ``(tangent, cotangent, eps)`` for the finite-difference projections."""
+        return (outputs(args, arrays), cotangents(args, arrays, y_bar),
+                None if fd is None else projections(args, arrays, positions, *fd))
+
+    def second_order(args, arrays, y_bar, positions, v):
+        def pairing(fn, leaves):
+            cot = pull(fn, _replace_leaves(args, positions, leaves), arrays, y_bar)
+            return _inner(_pick(cot, positions), v)
+
+        leaves = _pick(args, positions)
+        grad = lambda fn: jax.grad(functools.partial(pairing, fn))(leaves)
+        return grad(subject.apply), grad(subject.reference)
+
+    if not jit:
+        return Programs(outputs, evaluate, bwd_of_fwd, hand_vjp, second_order)
+    return Programs(jax.jit(outputs), jax.jit(evaluate, static_argnums=3), bwd_of_fwd, hand_vjp,
+                    jax.jit(second_order, static_argnums=3))
