@@ -8,21 +8,26 @@ alone. So the chain rule has a single term per entry and the Jacobian is diagona
             x_bar = y_bar * f'(x)                              (...), elementwise
 
 Only ``f'`` differs between layers. Where ``f'`` is a function of the output we save ``y`` instead of
-``x`` (same size, and it spares recomputing ``f``):
+``x`` (same size, and it spares recomputing ``f``). One entry per layer, written as Python so that
+``tests/test_derivations_sympy.py`` can read it: sympy differentiates ``y`` and proves every form
+after ``f' =`` equal to it, and each form, evaluated with JAX, must match the hand ``bwd``:
 
   relu        y = x if x > 0 else 0           f' = 0 if y <= 0 else 1
-  leaky_relu  y = x if x >= 0 else s*x        f' = 1 if x >= 0 else s        (s = negative_slope)
+  leaky_relu  y = x if x >= 0 else s * x      f' = 1 if x >= 0 else s
+              where s = negative_slope
   sigmoid     y = 1 / (1 + exp(-x))           f' = y * (1 - y)
   tanh        y = tanh(x)                     f' = 1 - y**2 = (1 - y) * (1 + y)
   softplus    y = log(1 + exp(x))             f' = sigmoid(x) = 1 - exp(-y) = -expm1(-y)
-  silu        y = x * sigmoid(x)              f' = s + x * s * (1 - s),  s = sigmoid(x)
+  silu        y = x * s                       f' = s + x * s * (1 - s)
+              where s = sigmoid(x)
   gelu        y = x * Phi(x)                  f' = Phi(x) + x * phi(x)
-              Phi(x) = erfc(-x / sqrt 2) / 2 is the standard normal CDF, phi(x) = exp(-x**2/2)/sqrt(2 pi)
+              where Phi(x) = erfc(-x / sqrt(2)) / 2, phi(x) = exp(-x**2 / 2) / sqrt(2 * pi)
   gelu (approximate=True)
-              y = x/2 * (1 + t),  t = tanh(u),  u = c * (x + a x**3),  c = sqrt(2/pi), a = 0.044715
-              f' = (1 + t)/2 + x/2 * (1 - t**2) * c * (1 + 3 a x**2)
+              y = x / 2 * (1 + t)             f' = (1 + t) / 2 + x / 2 * (1 - t**2) * du
+              where c = sqrt(2 / pi), a = 0.044715, u = c * (x + a * x**3), t = tanh(u),
+                    du = c * (1 + 3 * a * x**2)
 
-Why softplus' rule uses y: exp(y) = 1 + exp(x), so exp(-y) = 1/(1 + exp(x)) = 1 - sigmoid(x).
+Phi is the standard normal CDF and phi its density. Why softplus' rule uses y: exp(y) = 1 + exp(x), so exp(-y) = 1/(1 + exp(x)) = 1 - sigmoid(x).
 
 NOTE (kinks): relu'(0) = 0 and leaky_relu'(0) = 1, the convention of ``jax.nn``; ``auto`` is written
 with the same ``where`` so autodiff picks the same subgradient.
