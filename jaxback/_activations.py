@@ -41,6 +41,8 @@ see the nan branch either). NaN inputs give NaN outputs.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from numbers import Real
 
@@ -74,18 +76,19 @@ def _elementwise(name, forward, derivative, *, saves, check_hyper=None):
 
     auto.__name__ = auto.__qualname__ = name
     auto.__doc__ = forward.__doc__
+    auto.__signature__ = inspect.signature(forward)  # (x, negative_slope=0.01), not (x, **hyper)
     return make_layer(auto, fwd, bwd, name=name)
 
 
 def _relu_limit_at_inf(f):
     """Evaluate ``f`` away from +-inf and use relu's limit there (see NOTE on stability)."""
 
+    @functools.wraps(f)  # the docstring and signature of f
     def guarded(x, **hyper):
         at_inf = jnp.isinf(x)
         x_safe = jnp.where(at_inf, jnp.zeros_like(x), x)  # keeps nan out of both branches
         return jnp.where(at_inf, jnp.where(x > 0, x, jnp.zeros_like(x)), f(x_safe, **hyper))
 
-    guarded.__doc__ = f.__doc__
     return guarded
 
 

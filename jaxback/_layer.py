@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from typing import Any, Callable, Optional
 
 import jax
@@ -139,7 +140,45 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None) -> La
 
     if takes_params is None:
         takes_params = init is not None
-    return Layer(apply, auto, fwd, bwd, init, name, takes_params)
+    layer = Layer(apply, auto, fwd, bwd, init, name, takes_params)
+    # help(layer) and inspect.signature(layer) show the layer's own forward, not Layer's.
+    signature = _signature_or_none(auto)
+    if signature is not None:
+        object.__setattr__(layer, "__signature__", signature)
+    object.__setattr__(layer, "__doc__", _layer_doc(name, auto, init, signature))
+    return layer
+
+
+def _signature_or_none(fn):
+    """``inspect.signature(fn)`` with string annotations resolved where they can be; else None."""
+    for eval_str in (True, False):
+        try:
+            return inspect.signature(fn, eval_str=eval_str)
+        except (NameError, TypeError, ValueError):
+            continue
+    return None
+
+
+def _own_doc(fn) -> str:
+    """``fn``'s docstring; for a ``functools.partial``, the wrapped function's (not partial's)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.getdoc(fn) or ""
+
+
+def _layer_doc(name: str, auto, init, signature) -> str:
+    """The docstring of a built Layer: signature, the module's summary, the forward's docstring."""
+    module = inspect.getmodule(auto.func if isinstance(auto, functools.partial) else auto)
+    summary = (inspect.getdoc(module) or "").split("\n", 1)[0] if module is not None else ""
+    parts = [f"{name}{signature if signature is not None else '(...)'}", summary, _own_doc(auto)]
+    if init is not None:
+        parts.append(f"Parameters: ``{name}.init{_signature_or_none(init) or '(...)'}``.")
+    where = f" The derivation: ``help({module.__name__})``." if module is not None else ""
+    parts.append(
+        f"A jaxback Layer: calling it runs the hand-derived VJP; ``.auto`` is the same forward for\n"
+        f"JAX autodiff; ``.fwd``/``.bwd`` are the two halves of the rule.{where}"
+    )
+    return "\n\n".join(p for p in parts if p)
 
 
 def bind(layer: Layer, **keywords) -> Layer:
