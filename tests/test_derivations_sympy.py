@@ -9,17 +9,16 @@ For every elementwise layer and every loss, the statement in the module docstrin
   stated forward equals the layer's forward), so a docstring that drifts from the code fails.
 """
 
-import numpy as np
-import pytest
-
-sp = pytest.importorskip("sympy")
-
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 import jaxback as jb
 from jaxback import _activations, _losses
 from jaxback.testing import _derivations as d
+
+sp = pytest.importorskip("sympy")
 
 ELEMENTWISE = d.elementwise_table(_activations)
 LOSSES = {"softmax_cross_entropy": ("logits", "labels"), "mse": ("pred", "target"),
