@@ -27,7 +27,8 @@ after ``f' =`` equal to it, and each form, evaluated with JAX, must match the ha
               where c = sqrt(2 / pi), a = 0.044715, u = c * (x + a * x**3), t = tanh(u),
                     du = c * (1 + 3 * a * x**2)
 
-Phi is the standard normal CDF and phi its density. Why softplus' rule uses y: exp(y) = 1 + exp(x), so exp(-y) = 1/(1 + exp(x)) = 1 - sigmoid(x).
+Phi is the standard normal CDF and phi its density. Why softplus' rule uses y: exp(y) = 1 + exp(x),
+so exp(-y) = 1/(1 + exp(x)) = 1 - sigmoid(x).
 
 NOTE (kinks): relu'(0) = 0 and leaky_relu'(0) = 1, the convention of ``jax.nn``; ``auto`` is written
 with the same ``where`` so autodiff picks the same subgradient.
@@ -44,13 +45,13 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from numbers import Real
 
 import jax.numpy as jnp
 from jax import lax
 
+from ._functions import softplus as _softplus
 from ._layer import make_layer
-from ._validate import require_float
+from ._validate import require_bool, require_float, require_real
 
 __all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus", "silu"]
 
@@ -119,11 +120,7 @@ def _leaky_relu(x, negative_slope=0.01):
 
 
 def _check_slope(negative_slope=0.01):
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, Real):
-        raise TypeError(
-            f"leaky_relu: negative_slope must be a Python real number (static under jit); "
-            f"got {negative_slope!r} of type {type(negative_slope).__name__}."
-        )
+    require_real("leaky_relu", "negative_slope", negative_slope)
 
 
 leaky_relu = _elementwise(
@@ -155,16 +152,6 @@ tanh = _elementwise("tanh", _tanh, lambda y: (1 - y) * (1 + y), saves="y")
 
 
 # softplus -----------------------------------------------------------------------------------------
-def _softplus(x):
-    """``softplus(x) = log(1 + exp(x))``, as ``max(x, 0) + log1p(exp(-|x|))`` (no overflow).
-
-    NOTE: both kinks (max and |x|) are written with the same ``x >= 0`` branch, so autodiff of this
-    smooth function gets sigmoid(0) = 1/2 at 0; ``jnp.maximum`` and ``jnp.abs`` would give 0 there.
-    """
-    nonneg = x >= 0
-    return jnp.where(nonneg, x, jnp.zeros_like(x)) + jnp.log1p(jnp.exp(jnp.where(nonneg, -x, x)))
-
-
 softplus = _elementwise("softplus", _softplus, lambda y: -jnp.expm1(-y), saves="y")
 
 
@@ -198,8 +185,7 @@ def _normal_pdf(x):
 
 
 def _check_approximate(approximate=False):
-    if not isinstance(approximate, bool):
-        raise TypeError(f"gelu: approximate must be True or False; got {approximate!r}.")
+    require_bool("gelu", "approximate", approximate)
 
 
 @_relu_limit_at_inf

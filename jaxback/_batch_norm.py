@@ -66,9 +66,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._layer import make_layer
-from ._norm import (centered, centered_x_bar, check_affine, compute_dtype, first_entries, moments,
-                    require_number, sum_rows)
-from ._validate import describe, require_float, require_rank
+from ._statistics import centered, centered_x_bar, check_affine, compute_dtype, first_entries, moments, sum_rows
+from ._validate import describe, require_bool, require_float, require_rank, require_real
 
 __all__ = ["BatchNormParams", "BatchNormState", "batch_norm", "batch_norm_state"]
 
@@ -111,9 +110,8 @@ def _check(params, x, state, training, momentum, eps) -> None:
         if jnp.shape(value) != (x.shape[-1],):
             raise ValueError(f"{NAME}: state.{field} must have shape (x.shape[-1],) = ({x.shape[-1]},); "
                              f"got state.{field} {describe(value)}, x {describe(x)}. Channels go last.")
-    if not isinstance(training, bool):
-        raise TypeError(f"{NAME}: training must be True or False; got {training!r}.")
-    require_number(NAME, "momentum", momentum, lambda v: 0 <= v <= 1, "in [0, 1]")
+    require_bool(NAME, "training", training)
+    require_real(NAME, "momentum", momentum, lambda v: 0 <= v <= 1, "in [0, 1]")
     if training and x.size == 0:
         raise ValueError(f"{NAME}: training needs at least one example per channel; got x {describe(x)}.")
 

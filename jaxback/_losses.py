@@ -49,7 +49,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from ._activations import _softplus as softplus_maths
+from ._functions import softplus as softplus_maths
 from ._layer import dtype_token, make_layer
 from ._validate import describe, require_float, require_integer, require_rank, require_same_shape
 

@@ -55,9 +55,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._conv import explicit_padding, pair
 from ._layer import make_layer
 from ._validate import require_float, require_rank
+from ._windows import explicit_padding, pair
 
 __all__ = ["max_pool2d", "avg_pool2d", "flatten"]
 
