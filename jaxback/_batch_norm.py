@@ -139,8 +139,8 @@ def _batch_norm(params, x, state, training, momentum, eps):
     return y, new_state, center, rstd
 
 
-def batch_norm_auto(params: BatchNormParams, x, state: BatchNormState, *, training=True, momentum=0.1,
-                    eps=1e-5):
+def batch_norm_auto(params: BatchNormParams, x: jax.Array, state: BatchNormState, *, training: bool = True,
+                    momentum: float = 0.1, eps: float = 1e-5) -> tuple[jax.Array, BatchNormState]:
     """``(y, new_state)``; y = (x - mean) / sqrt(var + eps) * scale + bias per channel (last axis)."""
     _check(params, x, state, training, momentum, eps)
     return _batch_norm(params, x, state, training, momentum, eps)[:2]

@@ -125,7 +125,8 @@ def _grad_pads(x, w, d, s, pads):
     return tuple(x_pads), tuple(w_pads)
 
 
-def conv2d_auto(params: Conv2dParams, x, *, stride=1, padding="SAME", dilation=1):
+def conv2d_auto(params: Conv2dParams, x: jax.Array, *, stride: int | tuple[int, int] = 1,
+                padding: str | int | tuple = "SAME", dilation: int | tuple[int, int] = 1) -> jax.Array:
     """``y = conv(x, w) + b``; x: (N, H, W, C_in), w: (kh, kw, C_in, C_out) -> y: (N, H', W', C_out)."""
     s, d, pads = _check(params, x, stride, padding, dilation)
     dtype = jnp.result_type(x, params.w, params.b)

@@ -77,7 +77,7 @@ def _mask_and_scale(v, keep, rate):
     return jnp.where(keep, v / (1.0 - float(rate)), jnp.zeros_like(v))
 
 
-def dropout_auto(x, key, *, rate=0.5, training=True):
+def dropout_auto(x: jax.Array, key: jax.Array, *, rate: float = 0.5, training: bool = True) -> jax.Array:
     """Inverted dropout: drop each entry of ``x`` with probability ``rate``; x: (...) -> y: (...)."""
     _check(x, key, rate, training)
     if _is_identity(rate, training):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import re
 from typing import Any, Callable, Optional
 
 import jax
@@ -150,13 +151,11 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None) -> La
 
 
 def _signature_or_none(fn):
-    """``inspect.signature(fn)`` with string annotations resolved where they can be; else None."""
-    for eval_str in (True, False):
-        try:
-            return inspect.signature(fn, eval_str=eval_str)
-        except (NameError, TypeError, ValueError):
-            continue
-    return None
+    """``inspect.signature(fn)``, or None for callables without one."""
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
 
 
 def _own_doc(fn) -> str:
@@ -166,13 +165,21 @@ def _own_doc(fn) -> str:
     return inspect.getdoc(fn) or ""
 
 
+def _plain(signature) -> str:
+    """``(x: jax.Array, axis: int = -1)``: string annotations (``from __future__ import
+    annotations``) shown without their quotes."""
+    if signature is None:
+        return "(...)"
+    return re.sub(r"(: |-> )'([^']*)'", r"\1\2", str(signature))
+
+
 def _layer_doc(name: str, auto, init, signature) -> str:
     """The docstring of a built Layer: signature, the module's summary, the forward's docstring."""
     module = inspect.getmodule(auto.func if isinstance(auto, functools.partial) else auto)
     summary = (inspect.getdoc(module) or "").split("\n", 1)[0] if module is not None else ""
-    parts = [f"{name}{signature if signature is not None else '(...)'}", summary, _own_doc(auto)]
+    parts = [f"{name}{_plain(signature)}", summary, _own_doc(auto)]
     if init is not None:
-        parts.append(f"Parameters: ``{name}.init{_signature_or_none(init) or '(...)'}``.")
+        parts.append(f"Parameters: ``{name}.init{_plain(_signature_or_none(init))}``.")
     where = f" The derivation: ``help({module.__name__})``." if module is not None else ""
     parts.append(
         f"A jaxback Layer: calling it runs the hand-derived VJP; ``.auto`` is the same forward for\n"

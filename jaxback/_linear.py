@@ -74,7 +74,7 @@ def _check(params, x) -> None:
         )
 
 
-def linear_auto(params: LinearParams, x):
+def linear_auto(params: LinearParams, x: jax.Array) -> jax.Array:
     """``y = x @ w + b``; x: (..., in) -> y: (..., out)."""
     _check(params, x)
     return x @ params.w + params.b

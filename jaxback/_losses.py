@@ -46,6 +46,7 @@ because they are not known at trace time. Logits must be finite for bce (inf - i
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -100,7 +101,7 @@ def _sce_from(logits, labels, lse):
     return jnp.sum(lse - _picked(logits, labels)) / _mean_divisor(labels)
 
 
-def softmax_cross_entropy_auto(logits, labels):
+def softmax_cross_entropy_auto(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean cross-entropy of ``softmax(logits)`` against integer ``labels``.
 
     logits: (N, C) floats, labels: (N,) integers -> scalar.
@@ -135,7 +136,7 @@ def _check_pair(name, a_name, a, b_name, b):
     require_same_shape(name, a_name, a, b_name, b)
 
 
-def mse_auto(pred, target):
+def mse_auto(pred: jax.Array, target: jax.Array) -> jax.Array:
     """Mean squared error ``mean((pred - target)**2)``; pred, target: same shape -> scalar."""
     _check_pair("mse", "pred", pred, "target", target)
     diff = pred - target
@@ -161,7 +162,7 @@ mse = make_layer(mse_auto, mse_fwd, mse_bwd, name="mse")
 _BCE = "binary_cross_entropy_with_logits"
 
 
-def binary_cross_entropy_with_logits_auto(logits, targets):
+def binary_cross_entropy_with_logits_auto(logits: jax.Array, targets: jax.Array) -> jax.Array:
     """Mean of ``-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))``; same shapes -> scalar."""
     _check_pair(_BCE, "logits", logits, "targets", targets)
     per_entry = softplus_maths(logits) - logits * targets

@@ -197,7 +197,7 @@ def _run(params, xs, state):
     return hs, cs, LSTMState(h, c)
 
 
-def lstm_auto(params: LSTMParams, xs, state: LSTMState):
+def lstm_auto(params: LSTMParams, xs: jax.Array, state: LSTMState) -> tuple[jax.Array, LSTMState]:
     """``(hs, final_state)``: xs (T, N, D), state (N, H) x 2 -> hs (T, N, H), LSTMState (N, H) x 2."""
     hs, _, final = _run(params, xs, state)
     return hs, final

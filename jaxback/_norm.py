@@ -118,7 +118,7 @@ def _layer_norm(params, x, eps):
     return y.astype(jnp.result_type(x, *params)), mu, rstd
 
 
-def layer_norm_auto(params: LayerNormParams, x, eps=1e-5):
+def layer_norm_auto(params: LayerNormParams, x: jax.Array, eps: float = 1e-5) -> jax.Array:
     """``y = (x - mean) / sqrt(var + eps) * scale + bias`` over the last axis; x: (..., D)."""
     check_affine("layer_norm", params, x, eps, LayerNormParams)
     return _layer_norm(params, x, eps)[0]
@@ -153,7 +153,7 @@ def _rms_norm(params, x, eps):
     return (xf * rstd * params.scale).astype(jnp.result_type(x, *params)), rstd
 
 
-def rms_norm_auto(params: RMSNormParams, x, eps=1e-6):
+def rms_norm_auto(params: RMSNormParams, x: jax.Array, eps: float = 1e-6) -> jax.Array:
     """``y = x / sqrt(mean(x**2) + eps) * scale`` over the last axis; x: (..., D)."""
     check_affine("rms_norm", params, x, eps, RMSNormParams)
     return _rms_norm(params, x, eps)[0]

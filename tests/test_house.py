@@ -58,7 +58,7 @@ def test_every_exported_layer_has_a_readme_row_and_a_docs_page(name):
 @pytest.mark.parametrize("name", ["linear", "leaky_relu", "gelu", "batch_norm", "attention"])
 def test_help_and_signature_are_the_layers_own(name):
     layer = getattr(jb, name)
-    assert inspect.signature(layer) == inspect.signature(layer.auto, eval_str=True)
+    assert inspect.signature(layer) == inspect.signature(layer.auto)
     assert "*args" not in str(inspect.signature(layer)) and "**hyper" not in str(inspect.signature(layer))
     doc = inspect.getdoc(layer)
     assert doc.startswith(f"{name}(") and doc != inspect.getdoc(jb.Layer)
