@@ -8,21 +8,27 @@ alone. So the chain rule has a single term per entry and the Jacobian is diagona
             x_bar = y_bar * f'(x)                              (...), elementwise
 
 Only ``f'`` differs between layers. Where ``f'`` is a function of the output we save ``y`` instead of
-``x`` (same size, and it spares recomputing ``f``):
+``x`` (same size, and it spares recomputing ``f``). One entry per layer, written as Python so that
+``tests/test_derivations_sympy.py`` can read it: sympy differentiates ``y`` and proves every form
+after ``f' =`` equal to it, and each form, evaluated with JAX, must match the hand ``bwd``:
 
   relu        y = x if x > 0 else 0           f' = 0 if y <= 0 else 1
-  leaky_relu  y = x if x >= 0 else s*x        f' = 1 if x >= 0 else s        (s = negative_slope)
+  leaky_relu  y = x if x >= 0 else s * x      f' = 1 if x >= 0 else s
+              where s = negative_slope
   sigmoid     y = 1 / (1 + exp(-x))           f' = y * (1 - y)
   tanh        y = tanh(x)                     f' = 1 - y**2 = (1 - y) * (1 + y)
   softplus    y = log(1 + exp(x))             f' = sigmoid(x) = 1 - exp(-y) = -expm1(-y)
-  silu        y = x * sigmoid(x)              f' = s + x * s * (1 - s),  s = sigmoid(x)
+  silu        y = x * s                       f' = s + x * s * (1 - s)
+              where s = sigmoid(x)
   gelu        y = x * Phi(x)                  f' = Phi(x) + x * phi(x)
-              Phi(x) = erfc(-x / sqrt 2) / 2 is the standard normal CDF, phi(x) = exp(-x**2/2)/sqrt(2 pi)
+              where Phi(x) = erfc(-x / sqrt(2)) / 2, phi(x) = exp(-x**2 / 2) / sqrt(2 * pi)
   gelu (approximate=True)
-              y = x/2 * (1 + t),  t = tanh(u),  u = c * (x + a x**3),  c = sqrt(2/pi), a = 0.044715
-              f' = (1 + t)/2 + x/2 * (1 - t**2) * c * (1 + 3 a x**2)
+              y = x / 2 * (1 + t)             f' = (1 + t) / 2 + x / 2 * (1 - t**2) * du
+              where c = sqrt(2 / pi), a = 0.044715, u = c * (x + a * x**3), t = tanh(u),
+                    du = c * (1 + 3 * a * x**2)
 
-Why softplus' rule uses y: exp(y) = 1 + exp(x), so exp(-y) = 1/(1 + exp(x)) = 1 - sigmoid(x).
+Phi is the standard normal CDF and phi its density. Why softplus' rule uses y: exp(y) = 1 + exp(x),
+so exp(-y) = 1/(1 + exp(x)) = 1 - sigmoid(x).
 
 NOTE (kinks): relu'(0) = 0 and leaky_relu'(0) = 1, the convention of ``jax.nn``; ``auto`` is written
 with the same ``where`` so autodiff picks the same subgradient.
@@ -36,15 +42,16 @@ see the nan branch either). NaN inputs give NaN outputs.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
-from numbers import Real
 
 import jax.numpy as jnp
 from jax import lax
 
+from ._functions import softplus as _softplus
 from ._layer import make_layer
-from ._validate import require_float
+from ._validate import require_bool, require_float, require_real
 
 __all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus", "silu"]
 
@@ -70,23 +77,19 @@ def _elementwise(name, forward, derivative, *, saves, check_hyper=None):
 
     auto.__name__ = auto.__qualname__ = name
     auto.__doc__ = forward.__doc__
-    # the signature says which hyperparameters exist, so a misspelt one is refused by name
-    hyper_params = list(inspect.signature(check_hyper).parameters.values()) if check_hyper else []
-    auto.__signature__ = inspect.Signature(
-        [inspect.Parameter("x", inspect.Parameter.POSITIONAL_ONLY)]
-        + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in hyper_params])
+    auto.__signature__ = inspect.signature(forward)  # (x, negative_slope=0.01), not (x, **hyper)
     return make_layer(auto, fwd, bwd, name=name)
 
 
 def _relu_limit_at_inf(f):
     """Evaluate ``f`` away from +-inf and use relu's limit there (see NOTE on stability)."""
 
+    @functools.wraps(f)  # the docstring and signature of f
     def guarded(x, **hyper):
         at_inf = jnp.isinf(x)
         x_safe = jnp.where(at_inf, jnp.zeros_like(x), x)  # keeps nan out of both branches
         return jnp.where(at_inf, jnp.where(x > 0, x, jnp.zeros_like(x)), f(x_safe, **hyper))
 
-    guarded.__doc__ = f.__doc__
     return guarded
 
 
@@ -117,11 +120,7 @@ def _leaky_relu(x, negative_slope=0.01):
 
 
 def _check_slope(negative_slope=0.01):
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, Real):
-        raise TypeError(
-            f"leaky_relu: negative_slope must be a Python real number (static under jit); "
-            f"got {negative_slope!r} of type {type(negative_slope).__name__}."
-        )
+    require_real("leaky_relu", "negative_slope", negative_slope)
 
 
 leaky_relu = _elementwise(
@@ -153,16 +152,6 @@ tanh = _elementwise("tanh", _tanh, lambda y: (1 - y) * (1 + y), saves="y")
 
 
 # softplus -----------------------------------------------------------------------------------------
-def _softplus(x):
-    """``softplus(x) = log(1 + exp(x))``, as ``max(x, 0) + log1p(exp(-|x|))`` (no overflow).
-
-    NOTE: both kinks (max and |x|) are written with the same ``x >= 0`` branch, so autodiff of this
-    smooth function gets sigmoid(0) = 1/2 at 0; ``jnp.maximum`` and ``jnp.abs`` would give 0 there.
-    """
-    nonneg = x >= 0
-    return jnp.where(nonneg, x, jnp.zeros_like(x)) + jnp.log1p(jnp.exp(jnp.where(nonneg, -x, x)))
-
-
 softplus = _elementwise("softplus", _softplus, lambda y: -jnp.expm1(-y), saves="y")
 
 
@@ -196,8 +185,7 @@ def _normal_pdf(x):
 
 
 def _check_approximate(approximate=False):
-    if not isinstance(approximate, bool):
-        raise TypeError(f"gelu: approximate must be True or False; got {approximate!r}.")
+    require_bool("gelu", "approximate", approximate)
 
 
 @_relu_limit_at_inf

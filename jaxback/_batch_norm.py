@@ -66,9 +66,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._layer import make_layer
-from ._norm import (centered, centered_x_bar, check_affine, compute_dtype, first_entries, moments,
-                    require_number, sum_rows)
-from ._validate import describe, require_float, require_rank
+from ._statistics import centered, centered_x_bar, check_affine, compute_dtype, first_entries, moments, sum_rows
+from ._validate import describe, require_bool, require_float, require_rank, require_real
 
 __all__ = ["BatchNormParams", "BatchNormState", "batch_norm", "batch_norm_state"]
 
@@ -116,9 +115,8 @@ def _check(params, x, state, training, momentum, eps) -> None:
         if jnp.shape(value) != (x.shape[-1],):
             raise ValueError(f"{NAME}: state.{field} must have shape (x.shape[-1],) = ({x.shape[-1]},); "
                              f"got state.{field} {describe(value)}, x {describe(x)}. Channels go last.")
-    if not isinstance(training, bool):
-        raise TypeError(f"{NAME}: training must be True or False; got {training!r}.")
-    require_number(NAME, "momentum", momentum, lambda v: 0 <= v <= 1, "in [0, 1]")
+    require_bool(NAME, "training", training)
+    require_real(NAME, "momentum", momentum, lambda v: 0 <= v <= 1, "in [0, 1]")
     if training and x.size == 0:
         raise ValueError(f"{NAME}: training needs at least one example per channel; got x {describe(x)}.")
 
@@ -146,8 +144,8 @@ def _batch_norm(params, x, state, training, momentum, eps):
     return y, new_state, center, rstd
 
 
-def batch_norm_auto(params: BatchNormParams, x, state: BatchNormState, *, training=True, momentum=0.1,
-                    eps=1e-5):
+def batch_norm_auto(params: BatchNormParams, x: jax.Array, state: BatchNormState, *, training: bool = True,
+                    momentum: float = 0.1, eps: float = 1e-5) -> tuple[jax.Array, BatchNormState]:
     """``(y, new_state)``; y = (x - mean) / sqrt(var + eps) * scale + bias per channel (last axis)."""
     _check(params, x, state, training, momentum, eps)
     return _batch_norm(params, x, state, training, momentum, eps)[:2]

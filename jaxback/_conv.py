@@ -57,15 +57,16 @@ Residuals: ``w`` and ``x`` (the inputs themselves; nothing of size N H' W' C_out
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._init import lecun_normal
 from ._layer import dtype_token, make_layer
 from ._validate import describe, require_float, require_rank
+from ._windows import explicit_padding, leftover, pair
 
 __all__ = ["Conv2dParams", "conv2d"]
 
@@ -83,8 +84,7 @@ class Conv2dParams(NamedTuple):
 
 def conv2d_init(key, kh: int, kw: int, c_in: int, c_out: int, dtype=jnp.float32) -> Conv2dParams:
     """LeCun normal: ``w ~ N(0, 1/fan_in)`` with ``fan_in = kh * kw * c_in``, ``b = 0``."""
-    fan_in = kh * kw * c_in
-    w = jax.random.normal(key, (kh, kw, c_in, c_out), dtype) / math.sqrt(max(fan_in, 1))
+    w = lecun_normal(key, (kh, kw, c_in, c_out), kh * kw * c_in, dtype)
     return Conv2dParams(w=w, b=jnp.zeros((c_out,), dtype))
 
 
@@ -93,39 +93,6 @@ def conv2d_infer(key, x, features: int, kernel_size=3):
     pair) kernel, ``c_in = x.shape[-1]`` (NHWC), in ``x``'s dtype."""
     kh, kw = pair(NAME, "kernel_size", kernel_size)
     return conv2d_init(key, kh, kw, x.shape[-1], features, x.dtype), None
-
-
-# hyperparameter helpers, shared with _pooling ---------------------------------------------------------
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def pair(name: str, arg: str, value) -> tuple[int, int]:
-    """``value`` as ``(rows, cols)`` positive ints: an int means the same for both."""
-    both = (value, value) if _is_int(value) else value
-    if not (isinstance(both, tuple) and len(both) == 2 and all(_is_int(v) and v >= 1 for v in both)):
-        raise ValueError(f"{name}: {arg} must be a positive int or a pair of positive ints; got {arg}={value!r}.")
-    return both
-
-
-def explicit_padding(name, padding, in_hw, window_hw, stride) -> tuple:
-    """``((top, bottom), (left, right))`` from "SAME" | "VALID" | int | explicit pairs (all >= 0)."""
-    if isinstance(padding, str) and padding in ("SAME", "VALID"):
-        return tuple(lax.padtype_to_pads(in_hw, window_hw, stride, padding))
-    if _is_int(padding) and padding >= 0:
-        return ((padding, padding), (padding, padding))
-    if (isinstance(padding, tuple) and len(padding) == 2
-            and all(isinstance(p, tuple) and len(p) == 2 and all(_is_int(v) and v >= 0 for v in p) for p in padding)):
-        return padding
-    raise ValueError(
-        f'{name}: padding must be "SAME", "VALID", a non-negative int or ((top, bottom), (left, right)) '
-        f"of non-negative ints; got padding={padding!r}."
-    )
-
-
-def leftover(size: int, pads: tuple, span: int, stride: int) -> int:
-    """Rows past the last window: ``(size + lo + hi - span) % stride``."""
-    return (size + pads[0] + pads[1] - span) % stride
 
 
 # conv2d ---------------------------------------------------------------------------------------------------
@@ -165,7 +132,8 @@ def _grad_pads(x, w, d, s, pads):
     return tuple(x_pads), tuple(w_pads)
 
 
-def conv2d_auto(params: Conv2dParams, x, *, stride=1, padding="SAME", dilation=1):
+def conv2d_auto(params: Conv2dParams, x: jax.Array, *, stride: int | tuple[int, int] = 1,
+                padding: str | int | tuple = "SAME", dilation: int | tuple[int, int] = 1) -> jax.Array:
     """``y = conv(x, w) + b``; x: (N, H, W, C_in), w: (kh, kw, C_in, C_out) -> y: (N, H', W', C_out)."""
     s, d, pads = _check(params, x, stride, padding, dilation)
     dtype = jnp.result_type(x, params.w, params.b)

@@ -34,13 +34,11 @@ and give the same mask for the same seed. Reusing a key reuses the mask: split k
 
 from __future__ import annotations
 
-from numbers import Real
-
 import jax
 import jax.numpy as jnp
 
 from ._layer import make_layer
-from ._validate import describe, require_float
+from ._validate import describe, require_bool, require_float, require_real
 
 __all__ = ["dropout"]
 
@@ -49,18 +47,13 @@ NAME = "dropout"
 
 def _check(x, key, rate, training) -> None:
     require_float(NAME, "x", x)
-    if isinstance(rate, bool) or not isinstance(rate, Real):
-        raise TypeError(
-            f"{NAME}: rate must be a Python float (static under jit), passed by keyword; "
-            f"got {rate!r} of type {type(rate).__name__}."
-        )
+    require_real(NAME, "rate", rate, hint=", passed by keyword")
     if not 0.0 <= rate < 1.0:  # also refuses nan
         raise ValueError(
             f"{NAME}: rate (the probability of dropping an entry) must be in [0, 1); got rate={rate!r}. "
             f"rate=1 would drop everything and divide by 1 - rate = 0."
         )
-    if not isinstance(training, bool):
-        raise TypeError(f"{NAME}: training must be True or False; got {training!r}.")
+    require_bool(NAME, "training", training)
     typed = jax.dtypes.issubdtype(jnp.result_type(key), jax.dtypes.prng_key)
     if (jnp.ndim(key) != 0) if typed else (jnp.result_type(key) != jnp.uint32 or jnp.ndim(key) != 1):
         raise ValueError(
@@ -84,7 +77,7 @@ def _mask_and_scale(v, keep, rate):
     return jnp.where(keep, v / (1.0 - float(rate)), jnp.zeros_like(v))
 
 
-def dropout_auto(x, key, *, rate=0.5, training=True):
+def dropout_auto(x: jax.Array, key: jax.Array, *, rate: float = 0.5, training: bool = True) -> jax.Array:
     """Inverted dropout: drop each entry of ``x`` with probability ``rate``; x: (...) -> y: (...)."""
     _check(x, key, rate, training)
     if _is_identity(rate, training):

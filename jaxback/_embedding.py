@@ -81,7 +81,7 @@ def _check(params, ids) -> None:
         )
 
 
-def embedding_auto(params: EmbeddingParams, ids):
+def embedding_auto(params: EmbeddingParams, ids: jax.Array) -> jax.Array:
     """``y = table[ids]``; table: (V, D), ids: any shape S of integers -> y: (*S, D).
 
     Ids outside [-V, V) give a row of NaN (see the NOTE in the module docstring).

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import re
 from typing import Any, Callable, Optional
 
 import jax
@@ -91,7 +92,7 @@ class Layer:
         except TypeError as e:
             raise TypeError(f"{self.name}.sized{sizes!r}: {e}; the sizes are those of "
                             f"{self.name}.infer{inspect.signature(self.infer)} after (key, x).") from None
-        return dataclasses.replace(self, sizes=sizes)
+        return replace(self, sizes=sizes)
 
 
 @jax.tree_util.register_static
@@ -106,6 +107,15 @@ class Like:
     @classmethod
     def of(cls, x) -> "Like":
         return cls(tuple(jax.numpy.shape(x)), jax.numpy.result_type(x))
+
+
+def replace(layer: Layer, **changes) -> Layer:
+    """``dataclasses.replace`` that keeps the layer's own ``__signature__`` and ``__doc__``."""
+    new = dataclasses.replace(layer, **changes)
+    for attribute in ("__signature__", "__doc__"):
+        if attribute in vars(layer):
+            object.__setattr__(new, attribute, vars(layer)[attribute])
+    return new
 
 
 def dtype_token(a) -> jax.Array:
@@ -221,7 +231,51 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None, roles
     if not set(roles) <= set(ROLES) or (roles[0] == "params") != takes_params or "x" not in roles:
         raise ValueError(f"make_layer({name}): roles must name each positional argument from {ROLES}, "
                          f"with 'params' first exactly when takes_params, and at least one 'x'; got {roles!r}.")
-    return Layer(apply, auto, fwd, bwd, init, name, takes_params, tuple(roles), infer)
+    layer = Layer(apply, auto, fwd, bwd, init, name, takes_params, tuple(roles), infer)
+    # help(layer) and inspect.signature(layer) show the layer's own forward, not Layer's.
+    signature = _signature_or_none(auto)
+    if signature is not None:
+        object.__setattr__(layer, "__signature__", signature)
+    object.__setattr__(layer, "__doc__", _layer_doc(name, auto, init, signature))
+    return layer
+
+
+def _signature_or_none(fn):
+    """``inspect.signature(fn)``, or None for callables without one."""
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+def _own_doc(fn) -> str:
+    """``fn``'s docstring; for a ``functools.partial``, the wrapped function's (not partial's)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.getdoc(fn) or ""
+
+
+def _plain(signature) -> str:
+    """``(x: jax.Array, axis: int = -1)``: string annotations (``from __future__ import
+    annotations``) shown without their quotes."""
+    if signature is None:
+        return "(...)"
+    return re.sub(r"(: |-> )'([^']*)'", r"\1\2", str(signature))
+
+
+def _layer_doc(name: str, auto, init, signature) -> str:
+    """The docstring of a built Layer: signature, the module's summary, the forward's docstring."""
+    module = inspect.getmodule(auto.func if isinstance(auto, functools.partial) else auto)
+    summary = (inspect.getdoc(module) or "").split("\n", 1)[0] if module is not None else ""
+    parts = [f"{name}{_plain(signature)}", summary, _own_doc(auto)]
+    if init is not None:
+        parts.append(f"Parameters: ``{name}.init{_plain(_signature_or_none(init))}``.")
+    where = f" The derivation: ``help({module.__name__})``." if module is not None else ""
+    parts.append(
+        f"A jaxback Layer: calling it runs the hand-derived VJP; ``.auto`` is the same forward for\n"
+        f"JAX autodiff; ``.fwd``/``.bwd`` are the two halves of the rule.{where}"
+    )
+    return "\n\n".join(p for p in parts if p)
 
 
 def bind(layer: Layer, **keywords) -> Layer:
@@ -246,4 +300,4 @@ def bind(layer: Layer, **keywords) -> Layer:
         roles=layer.roles,
         infer=layer.infer,
     )
-    return dataclasses.replace(bound, sizes=layer.sizes)
+    return replace(bound, sizes=layer.sizes)

@@ -34,6 +34,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ._init import lecun_normal
 from ._layer import dtype_token, make_layer
 from ._validate import describe, require_float, require_rank
 
@@ -50,12 +51,8 @@ class LinearParams(NamedTuple):
 
 
 def linear_init(key, in_features: int, out_features: int, dtype=jnp.float32) -> LinearParams:
-    """LeCun's scheme from *Efficient BackProp* (1998): ``w ~ N(0, 1/in_features)``, ``b = 0``.
-
-    Unit-variance inputs then give unit-variance pre-activations, which keeps tanh/sigmoid out of
-    saturation at the start of training.
-    """
-    w = jax.random.normal(key, (in_features, out_features), dtype) / math.sqrt(max(in_features, 1))
+    """LeCun normal (``_init.lecun_normal``): ``w ~ N(0, 1/in_features)``, ``b = 0``."""
+    w = lecun_normal(key, (in_features, out_features), in_features, dtype)
     return LinearParams(w=w, b=jnp.zeros((out_features,), dtype))
 
 
@@ -82,7 +79,7 @@ def _check(params, x) -> None:
         )
 
 
-def linear_auto(params: LinearParams, x):
+def linear_auto(params: LinearParams, x: jax.Array) -> jax.Array:
     """``y = x @ w + b``; x: (..., in) -> y: (..., out)."""
     _check(params, x)
     return x @ params.w + params.b

@@ -4,26 +4,37 @@ Shapes first: every loss maps a batch to a scalar ``loss``; its cotangent ``loss
 (1.0 when the loss is the end of the chain). "Mean" divides by ``n = max(count, 1)``, so an empty
 batch has loss 0 and empty gradients instead of 0/0 = NaN.
 
+Each section states the forward and the backward as Python lines ``name = expression`` (a comment
+may follow after three spaces); ``tests/test_derivations_sympy.py`` evaluates them on a batch of
+sympy symbols, differentiates ``loss`` and proves each stated ``<arg>_bar`` equal to it, then
+evaluates them with JAX and compares with the hand ``bwd``.
+
 softmax_cross_entropy.  Forward   logits: (N, C), labels: (N,) integers in [0, C)
-    lse[i]  = log sum_c exp(logits[i, c])
-    loss    = (1/n) sum_i (lse[i] - logits[i, labels[i]])
+    onehot  = labels[:, None] == arange(C)                    (N, C), onehot[i, c] = (c == labels[i])
+    lse     = log(sum(exp(logits), axis=1))                   (N,), log sum_c exp(logits[i, c])
+    picked  = sum(onehot * logits, axis=1)                    (N,), logits[i, labels[i]]
+    loss    = sum(lse - picked) / n
   Chain rule: d lse[i]/d logits[i, c] = softmax(logits)[i, c] = exp(logits[i, c] - lse[i]), and
-  d logits[i, labels[i]]/d logits[i, c] = onehot[i, c] = (c == labels[i]). So
-  Backward  logits_bar = loss_bar * (exp(logits - lse) - onehot) / n     (N, C)
+  d picked[i]/d logits[i, c] = onehot[i, c]. So
+  Backward  logits_bar = loss_bar * (exp(logits - lse[:, None]) - onehot) / n     (N, C)
             labels_bar = None                                           (integers: no gradient)
   The rule saves ``logits`` (already alive as the previous layer's output), ``labels`` and ``lse``:
-  (N,) floats beyond the inputs, never an (N, C) array of probabilities.
+  (N,) floats beyond the inputs, never an (N, C) array of probabilities. (The code gathers
+  ``picked`` instead of forming ``onehot * logits``: see ``_picked``.)
 
 mse.  Forward   pred, target: same shape (...), n = pred.size
-    diff = pred - target,   loss = (1/n) sum diff**2
+    diff = pred - target
+    loss = sum(diff**2) / n
   Backward  pred_bar   =  loss_bar * 2 * diff / n
             target_bar = -loss_bar * 2 * diff / n
   Residual: ``diff`` alone.
 
 binary_cross_entropy_with_logits.  Forward   logits x, targets t in [0, 1]: same shape, n = x.size
-    per entry  l = -t log sigmoid(x) - (1 - t) log(1 - sigmoid(x)) = softplus(x) - x * t
+    x    = logits
+    t    = targets
+    l    = softplus(x) - x * t       per entry: -t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))
                computed as max(x, 0) - x * t + log1p(exp(-|x|))   (no overflow)
-    loss = (1/n) sum l
+    loss = sum(l) / n
   d softplus(x)/dx = sigmoid(x), so dl/dx = sigmoid(x) - t and dl/dt = -x:
   Backward  logits_bar  = loss_bar * (sigmoid(x) - t) / n
             targets_bar = -loss_bar * x / n
@@ -35,10 +46,11 @@ because they are not known at trace time. Logits must be finite for bce (inf - i
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._activations import _softplus as softplus_maths
+from ._functions import softplus as softplus_maths
 from ._layer import dtype_token, make_layer
 from ._validate import describe, require_float, require_integer, require_rank, require_same_shape
 
@@ -89,7 +101,7 @@ def _sce_from(logits, labels, lse):
     return jnp.sum(lse - _picked(logits, labels)) / _mean_divisor(labels)
 
 
-def softmax_cross_entropy_auto(logits, labels):
+def softmax_cross_entropy_auto(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean cross-entropy of ``softmax(logits)`` against integer ``labels``.
 
     logits: (N, C) floats, labels: (N,) integers -> scalar.
@@ -124,7 +136,7 @@ def _check_pair(name, a_name, a, b_name, b):
     require_same_shape(name, a_name, a, b_name, b)
 
 
-def mse_auto(pred, target):
+def mse_auto(pred: jax.Array, target: jax.Array) -> jax.Array:
     """Mean squared error ``mean((pred - target)**2)``; pred, target: same shape -> scalar."""
     _check_pair("mse", "pred", pred, "target", target)
     diff = pred - target
@@ -150,7 +162,7 @@ mse = make_layer(mse_auto, mse_fwd, mse_bwd, name="mse")
 _BCE = "binary_cross_entropy_with_logits"
 
 
-def binary_cross_entropy_with_logits_auto(logits, targets):
+def binary_cross_entropy_with_logits_auto(logits: jax.Array, targets: jax.Array) -> jax.Array:
     """Mean of ``-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))``; same shapes -> scalar."""
     _check_pair(_BCE, "logits", logits, "targets", targets)
     per_entry = softplus_maths(logits) - logits * targets

@@ -77,13 +77,13 @@ NOTE (stability): sigmoid is ``lax.logistic`` (no overflow); |g|, |o|, |tc| <= 1
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._init import lecun_normal
 from ._layer import make_layer
 from ._validate import describe, require_float, require_rank
 
@@ -116,8 +116,8 @@ def lstm_init(key, input_size: int, hidden_size: int, dtype=jnp.float32) -> LSTM
     """
     k_x, k_h = jax.random.split(key)
     d, h = input_size, hidden_size
-    w_x = jax.random.normal(k_x, (d, 4 * h), dtype) / math.sqrt(max(d, 1))
-    w_h = jax.random.normal(k_h, (h, 4 * h), dtype) / math.sqrt(max(h, 1))
+    w_x = lecun_normal(k_x, (d, 4 * h), d, dtype)
+    w_h = lecun_normal(k_h, (h, 4 * h), h, dtype)
     b = jnp.zeros((4 * h,), dtype).at[h:2 * h].set(1)
     return LSTMParams(w_x, w_h, b)
 
@@ -204,7 +204,7 @@ def _run(params, xs, state):
     return hs, cs, LSTMState(h, c)
 
 
-def lstm_auto(params: LSTMParams, xs, state: LSTMState):
+def lstm_auto(params: LSTMParams, xs: jax.Array, state: LSTMState) -> tuple[jax.Array, LSTMState]:
     """``(hs, final_state)``: xs (T, N, D), state (N, H) x 2 -> hs (T, N, H), LSTMState (N, H) x 2."""
     hs, _, final = _run(params, xs, state)
     return hs, final

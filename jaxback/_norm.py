@@ -69,8 +69,6 @@ NOTE (stability):
 
 from __future__ import annotations
 
-import functools
-from numbers import Real
 from typing import NamedTuple
 
 import jax
@@ -78,7 +76,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._layer import infer_from_features, make_layer
-from ._validate import describe, require_float, require_rank
+from ._statistics import (centered, centered_x_bar, check_affine, compute_dtype, mean_square_and_rstd, moments,
+                          sum_rows)
 
 __all__ = ["LayerNormParams", "RMSNormParams", "layer_norm", "rms_norm"]
 
@@ -106,75 +105,6 @@ def rms_norm_init(key, num_features: int, dtype=jnp.float32) -> RMSNormParams:
     return RMSNormParams(jnp.ones((num_features,), dtype))
 
 
-# checks shared with batch_norm ---------------------------------------------------------------------
-def require_number(layer: str, arg: str, value, ok, expected: str) -> None:
-    """A hyperparameter must be a Python real (static under jit) and satisfy ``ok``."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{layer}: {arg} must be a Python number (static under jit); "
-                        f"got {value!r} of type {type(value).__name__}.")
-    if not ok(value):
-        raise ValueError(f"{layer}: {arg} must be {expected}; got {arg}={value!r}.")
-
-
-def check_affine(layer: str, params, x, eps, params_type) -> None:
-    """params a ``params_type`` of floating (D,) arrays; x: (..., D) floating, D >= 1; eps > 0."""
-    if getattr(params, "_fields", None) != params_type._fields:
-        raise TypeError(f"{layer}: params must be a {params_type.__name__}{params_type._fields}; got "
-                        f"{type(params).__name__}. Build it with {layer}.init(key, num_features).")
-    require_float(layer, "x", x)
-    require_rank(layer, "x", x, 1, at_least=True)
-    if x.shape[-1] < 1:
-        raise ValueError(f"{layer}: x.shape[-1] must be >= 1; got x {describe(x)}.")
-    for field, value in params._asdict().items():
-        require_float(layer, f"params.{field}", value)
-        if jnp.shape(value) != (x.shape[-1],):
-            raise ValueError(f"{layer}: params.{field} must have shape (x.shape[-1],) = ({x.shape[-1]},); "
-                             f"got params.{field} {describe(value)}, x {describe(x)}.")
-    require_number(layer, "eps", eps, lambda v: v > 0, "> 0 (it keeps 1/sqrt(var + eps) finite)")
-
-
-# maths shared with batch_norm ----------------------------------------------------------------------
-def compute_dtype(*arrays):
-    """At least float32: statistics of bfloat16/float16 data are accumulated in float32."""
-    return jnp.promote_types(jnp.result_type(*arrays), jnp.float32)
-
-
-def first_entries(x, axes):
-    """x's first entry along ``axes`` (keepdims): the shift x0, a constant (no gradient)."""
-    return lax.stop_gradient(x[tuple(slice(0, 1) if a in axes else slice(None) for a in range(x.ndim))])
-
-
-def centered(x, mu, axes):
-    """``(x - x0) - mu`` = x - mean(x), with mu = mean(x - x0) (see NOTE on stability)."""
-    return (x - first_entries(x, axes)) - mu
-
-
-def _mean_square_and_rstd(xc, bound, eps, axes):
-    """``(mean(xc**2), 1/sqrt(mean(xc**2) + eps))`` along ``axes``, squaring xc * p (no overflow)."""
-    p = 1 / jnp.maximum(lax.stop_gradient(bound), 1)
-    ms_p = jnp.mean(jnp.square(xc * p), axes, keepdims=True)  # = mean(xc**2) * p**2
-    return ms_p / p / p, p * lax.rsqrt(ms_p + eps * p * p)
-
-
-def moments(x, eps, axes):
-    """``(mu, var, rstd)`` along ``axes`` (keepdims): mean = x0 + mu, two-pass variance."""
-    dev = x - first_entries(x, axes)
-    mu = jnp.mean(dev, axes, keepdims=True)
-    var, rstd = _mean_square_and_rstd(dev - mu, jnp.max(jnp.abs(dev), axes, keepdims=True), eps, axes)
-    return mu, var, rstd
-
-
-def centered_x_bar(g, x_hat, rstd, axes):
-    """``rstd * (g - mean(g) - x_hat * mean(g * x_hat))``, means along ``axes``."""
-    mean = functools.partial(jnp.mean, axis=axes, keepdims=True)
-    return rstd * (g - mean(g) - x_hat * mean(g * x_hat))
-
-
-def sum_rows(t, dtype):
-    """Sum over every axis but the last (the gradient of a parameter shared by all rows)."""
-    return t.sum(tuple(range(t.ndim - 1))).astype(dtype)
-
-
 def _last(x):
     return (x.ndim - 1,)
 
@@ -188,7 +118,7 @@ def _layer_norm(params, x, eps):
     return y.astype(jnp.result_type(x, *params)), mu, rstd
 
 
-def layer_norm_auto(params: LayerNormParams, x, eps=1e-5):
+def layer_norm_auto(params: LayerNormParams, x: jax.Array, eps: float = 1e-5) -> jax.Array:
     """``y = (x - mean) / sqrt(var + eps) * scale + bias`` over the last axis; x: (..., D)."""
     check_affine("layer_norm", params, x, eps, LayerNormParams)
     return _layer_norm(params, x, eps)[0]
@@ -219,11 +149,11 @@ layer_norm = make_layer(layer_norm_auto, layer_norm_fwd, layer_norm_bwd, name="l
 def _rms_norm(params, x, eps):
     """``(y, rstd)``, statistics in the compute dtype."""
     xf = x.astype(compute_dtype(x, *params))
-    _, rstd = _mean_square_and_rstd(xf, jnp.max(jnp.abs(xf), -1, keepdims=True), eps, _last(x))
+    _, rstd = mean_square_and_rstd(xf, jnp.max(jnp.abs(xf), -1, keepdims=True), eps, _last(x))
     return (xf * rstd * params.scale).astype(jnp.result_type(x, *params)), rstd
 
 
-def rms_norm_auto(params: RMSNormParams, x, eps=1e-6):
+def rms_norm_auto(params: RMSNormParams, x: jax.Array, eps: float = 1e-6) -> jax.Array:
     """``y = x / sqrt(mean(x**2) + eps) * scale`` over the last axis; x: (..., D)."""
     check_affine("rms_norm", params, x, eps, RMSNormParams)
     return _rms_norm(params, x, eps)[0]

@@ -53,9 +53,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._conv import explicit_padding, pair
 from ._layer import Like as _Like, make_layer
 from ._validate import require_float, require_rank
+from ._windows import explicit_padding, pair
 
 __all__ = ["max_pool2d", "avg_pool2d", "flatten"]
 
@@ -134,7 +134,8 @@ def _reduce(x, init: float, op, k, s, pads):
 
 
 # max_pool2d ---------------------------------------------------------------------------------------------
-def max_pool2d_auto(x, *, window=2, stride=2, padding="VALID"):
+def max_pool2d_auto(x: jax.Array, *, window: int | tuple[int, int] = 2, stride: int | tuple[int, int] = 2,
+                    padding: str | int | tuple = "VALID") -> jax.Array:
     """Max over each window; x: (N, H, W, C) -> y: (N, H', W', C)."""
     k, s, pads = _check("max_pool2d", x, window, stride, padding)
     return _reduce(x, -math.inf, lax.max, k, s, pads)
@@ -157,7 +158,8 @@ max_pool2d = make_layer(max_pool2d_auto, max_pool2d_fwd, _jit_hyper(max_pool2d_b
 
 
 # avg_pool2d ---------------------------------------------------------------------------------------------
-def avg_pool2d_auto(x, *, window=2, stride=2, padding="VALID"):
+def avg_pool2d_auto(x: jax.Array, *, window: int | tuple[int, int] = 2, stride: int | tuple[int, int] = 2,
+                    padding: str | int | tuple = "VALID") -> jax.Array:
     """Mean over each window, padding counted as zeros; x: (N, H, W, C) -> y: (N, H', W', C)."""
     k, s, pads = _check("avg_pool2d", x, window, stride, padding)
     return _reduce(x, 0.0, lax.add, k, s, pads) / (k[0] * k[1])
@@ -178,7 +180,7 @@ avg_pool2d = make_layer(avg_pool2d_auto, avg_pool2d_fwd, _jit_hyper(avg_pool2d_b
 
 
 # flatten ------------------------------------------------------------------------------------------------
-def flatten_auto(x):
+def flatten_auto(x: jax.Array) -> jax.Array:
     """(N, ...) -> (N, prod(...)), row-major (C order)."""
     require_float("flatten", "x", x)
     require_rank("flatten", "x", x, 1, at_least=True, hint="Expected (N, ...).")

@@ -31,6 +31,7 @@ A slice that is all -inf or contains +inf has no defined softmax and gives NaN, 
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -60,7 +61,7 @@ def _logsumexp(x, axis):
     return top + jnp.log(jnp.sum(jnp.exp(x - top), axis=axis, keepdims=True))
 
 
-def softmax_auto(x, axis=-1):
+def softmax_auto(x: jax.Array, axis: int = -1) -> jax.Array:
     """``softmax(x)[j] = exp(x[j]) / sum_k exp(x[k])`` along ``axis``; y has x's shape."""
     _check("softmax", x, axis)
     e = jnp.exp(_shifted(x, axis))
@@ -83,7 +84,7 @@ def softmax_bwd(res, y_bar, axis=-1):
 softmax = make_layer(softmax_auto, softmax_fwd, softmax_bwd, name="softmax")
 
 
-def log_softmax_auto(x, axis=-1):
+def log_softmax_auto(x: jax.Array, axis: int = -1) -> jax.Array:
     """``log_softmax(x)[j] = x[j] - log sum_k exp(x[k])`` along ``axis``; y has x's shape."""
     _check("log_softmax", x, axis)
     shifted = _shifted(x, axis)

@@ -7,9 +7,14 @@ raw XLA error. They only look at static metadata (shape, dtype), so they cost no
 
 from __future__ import annotations
 
+from numbers import Real
+
 import jax.numpy as jnp
 
-__all__ = ["require_float", "require_integer", "require_rank", "require_same_shape", "describe"]
+__all__ = [
+    "require_float", "require_integer", "require_rank", "require_same_shape", "require_bool", "require_real",
+    "describe",
+]
 
 
 def describe(x) -> str:
@@ -51,3 +56,18 @@ def require_same_shape(layer: str, a_name: str, a, b_name: str, b) -> None:
             f"{layer}: {a_name} and {b_name} must have the same shape (no broadcasting); "
             f"got {a_name} {describe(a)} and {b_name} {describe(b)}."
         )
+
+
+def require_bool(layer: str, arg: str, value) -> None:
+    """A flag (``training``, ``approximate``) must be a Python bool: a traced or integer flag is a bug."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{layer}: {arg} must be True or False; got {arg}={value!r}.")
+
+
+def require_real(layer: str, arg: str, value, ok=None, expected: str = "", hint: str = "") -> None:
+    """A hyperparameter must be a Python real number, not a bool (static under jit), satisfying ``ok``."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{layer}: {arg} must be a Python real number (static under jit){hint}; "
+                        f"got {value!r} of type {type(value).__name__}.")
+    if ok is not None and not ok(value):
+        raise ValueError(f"{layer}: {arg} must be {expected}; got {arg}={value!r}.")

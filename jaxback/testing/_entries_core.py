@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -149,7 +150,7 @@ SOFTPLUS = _activation(act.softplus, _limits_case([0, 0, 1e4, INF], [0, 0, 1, 1]
                        (Mutant("exp(-y) instead of 1 - exp(-y)", lambda y, g: (g * jnp.exp(-y),)), _sign_flip(act.softplus)),
                        _kink_case(0.5))
 SILU = _activation(act.silu, _limits_case([0, 0, 1e4, INF], [0, 0, 1, 1]),
-                   (Mutant("sigmoid only", lambda x, g: (g * act.lax.logistic(x),)), _scaled(act.silu, 2)))
+                   (Mutant("sigmoid only", lambda x, g: (g * jax.nn.sigmoid(x),)), _scaled(act.silu, 2)))
 
 
 # softmax family --------------------------------------------------------------------------------------
@@ -171,6 +172,11 @@ def _probs(res):
     return jnp.exp(x - lse)
 
 
+def _log_softmax_y_not_exp_y(res, g, axis=-1):
+    x, lse = res
+    return (g - (x - lse) * g.sum(axis, keepdims=True),)
+
+
 def _axis_errors(name):
     return (_NOT_FLOAT,
             ErrorCase("axis out of range", lambda: (jnp.ones((2, 3)),), ValueError,
@@ -188,8 +194,7 @@ LOG_SOFTMAX = LayerInfo(log_softmax, _x_args, ELEMENTWISE_SHAPES, ({"axis": -1},
                         edge_cases=(_softmax_rows_case(-INF),), error_cases=_axis_errors("log_softmax"),
                         mutants=(Mutant("sign flip of the sum term", lambda res, g, axis=-1: (
                                      g + _probs(res) * g.sum(axis, keepdims=True),)),
-                                 Mutant("y instead of exp(y)", lambda res, g, axis=-1: (
-                                     g - (res[0] - res[1]) * g.sum(axis, keepdims=True),))))
+                                 Mutant("y instead of exp(y)", _log_softmax_y_not_exp_y)))
 
 
 # losses ------------------------------------------------------------------------------------------------
@@ -220,6 +225,44 @@ def _check_no_class_matches(y, cotangents):
     np.testing.assert_allclose(cotangents[0], np.stack([softmax, softmax[::-1]]) / 2, rtol=1e-14)
 
 
+def _sce_probs(res):
+    """softmax recomputed from the residuals (logits, labels, lse)."""
+    logits, _, lse = res
+    return jnp.exp(logits - lse[:, None])
+
+
+def _sce_onehot(res):
+    logits, labels, _ = res
+    return jnp.eye(logits.shape[1])[labels]
+
+
+def _sce_n(res):
+    _, labels, _ = res
+    return max(labels.shape[0], 1)
+
+
+def _mse_grad(res, g, factor=2):
+    """``factor * g * diff / n`` from the residuals (diff, target dtype token)."""
+    diff, _ = res
+    return factor * g * diff / max(diff.size, 1)
+
+
+def _bce_terms(res):
+    """``(x, t, n)`` from the residuals (logits x, targets t)."""
+    x, t = res
+    return x, t, max(x.size, 1)
+
+
+def _bce_targets_dropped(res, g):
+    x, t, n = _bce_terms(res)
+    return g * (jax.nn.sigmoid(x) - t) / n, None
+
+
+def _bce_plus_t(res, g):
+    x, t, n = _bce_terms(res)
+    return g * (jax.nn.sigmoid(x) + t) / n, -g * x / n
+
+
 _LOGITS, _INT_LABELS = jnp.ones((4, 3)), jnp.zeros(4, jnp.int32)
 SOFTMAX_CROSS_ENTROPY = LayerInfo(
     softmax_cross_entropy, _sce_args, ((1, 1), (6, 4), (0, 4)), bench_shape=(2048, 8192),
@@ -240,8 +283,8 @@ SOFTMAX_CROSS_ENTROPY = LayerInfo(
                   r"softmax_cross_entropy: labels must have exactly 1"),
     ),
     mutants=(
-        Mutant("sum instead of mean", lambda res, g: (g * (jnp.exp(res[0] - res[2][:, None]) - jnp.eye(res[0].shape[1])[res[1]]), None)),
-        Mutant("missing the one-hot", lambda res, g: (g * jnp.exp(res[0] - res[2][:, None]) / max(res[0].shape[0], 1), None)),
+        Mutant("sum instead of mean", lambda res, g: (g * (_sce_probs(res) - _sce_onehot(res)), None)),
+        Mutant("missing the one-hot", lambda res, g: (g * _sce_probs(res) / _sce_n(res), None)),
     ),
 )
 MSE = LayerInfo(
@@ -253,10 +296,9 @@ MSE = LayerInfo(
         ErrorCase("integer target", lambda: (jnp.ones(4), jnp.ones(4, jnp.int32)), TypeError, r"mse: target must be a floating-point array"),
     ),
     mutants=(
-        Mutant("target cotangent with the wrong sign", lambda res, g: ((2 * g * res[0] / max(res[0].size, 1)),) * 2),
-        Mutant("missing the factor 2", lambda res, g: (g * res[0] / max(res[0].size, 1), -g * res[0] / max(res[0].size, 1))),
-        Mutant("wrong dtype", lambda res, g: ((2 * g * res[0] / max(res[0].size, 1)).astype(jnp.float32),
-                                              -2 * g * res[0] / max(res[0].size, 1))),
+        Mutant("target cotangent with the wrong sign", lambda res, g: (_mse_grad(res, g),) * 2),
+        Mutant("missing the factor 2", lambda res, g: (_mse_grad(res, g, 1), -_mse_grad(res, g, 1))),
+        Mutant("wrong dtype", lambda res, g: (_mse_grad(res, g).astype(jnp.float32), -_mse_grad(res, g))),
     ),
 )
 BCE = LayerInfo(
@@ -273,9 +315,8 @@ BCE = LayerInfo(
                   r"binary_cross_entropy_with_logits: logits must be a floating-point array"),
     ),
     mutants=(
-        Mutant("targets cotangent dropped", lambda res, g: (g * (act.lax.logistic(res[0]) - res[1]) / max(res[0].size, 1), None)),
-        Mutant("sigmoid(x) + t", lambda res, g: (g * (act.lax.logistic(res[0]) + res[1]) / max(res[0].size, 1),
-                                                   -g * res[0] / max(res[0].size, 1))),
+        Mutant("targets cotangent dropped", _bce_targets_dropped),
+        Mutant("sigmoid(x) + t", _bce_plus_t),
     ),
 )
 

@@ -1,4 +1,4 @@
-"""Registry entries for embedding and dropout (the lead registers them)."""
+"""Registry entries for embedding and dropout (``ENTRIES``, registered by ``_builtin``)."""
 
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ DROPOUT = LayerInfo(
         ErrorCase("negative rate", lambda: _x_and_key(jnp.float32), ValueError,
                   r"dropout: rate .* must be in \[0, 1\)", hyper={"rate": -0.1}),
         ErrorCase("string rate", lambda: _x_and_key(jnp.float32), TypeError,
-                  r"dropout: rate must be a Python float", hyper={"rate": "0.5"}),
+                  r"dropout: rate must be a Python real number", hyper={"rate": "0.5"}),
         ErrorCase("non-bool training", lambda: _x_and_key(jnp.float32), TypeError,
                   r"dropout: training must be True or False", hyper={"training": None}),
         ErrorCase("batch of keys", lambda: (jnp.ones(3), jax.random.split(jax.random.PRNGKey(0), 3)),

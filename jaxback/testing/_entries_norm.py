@@ -1,4 +1,4 @@
-"""Registry entries for layer_norm, rms_norm and batch_norm (``ENTRIES``; the lead registers them)."""
+"""Registry entries for layer_norm, rms_norm and batch_norm (``ENTRIES``, registered by ``_builtin``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._batch_norm import BatchNormParams, BatchNormState, batch_norm
-from .._norm import LayerNormParams, RMSNormParams, centered, layer_norm, rms_norm, sum_rows
+from .._norm import LayerNormParams, RMSNormParams, layer_norm, rms_norm
+from .._statistics import centered, sum_rows
 from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
 from .strategies import values
 
@@ -218,7 +219,7 @@ def _norm_errors(name, cls):
         ErrorCase("params a plain tuple", lambda: (tuple(ok()[0]), ok()[1]), TypeError,
                   rf"{name}: params must be a"),
         ErrorCase("eps = 0", ok, ValueError, r"eps must be > 0", {"eps": 0.0}),
-        ErrorCase("eps not a number", ok, TypeError, r"eps must be a Python number", {"eps": "small"}),
+        ErrorCase("eps not a number", ok, TypeError, r"eps must be a Python real number", {"eps": "small"}),
     )
 
 

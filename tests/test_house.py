@@ -1,0 +1,71 @@
+"""The new-layer checklist of CONTRIBUTING.md, enforced; and each layer documents itself.
+
+Every exported layer has a registry entry, a row in the README's layer table and a docs page (its
+family's page under docs/layers/, showing the module docstring and the bwd source; model modules
+are documented by the generated models page); every registered layer is exported.
+"""
+
+import inspect
+import re
+
+import pytest
+
+import jaxback as jb
+import jaxback.testing as jbt
+from _markdown import ROOT
+
+EXPORTED = {name: obj for name, obj in vars(jb).items() if name in jb.__all__ and isinstance(obj, jb.Layer)}
+MODEL_MODULE = re.compile(r"^jaxback\._(combinators|model)")
+
+
+def _module(layer) -> str:
+    return inspect.unwrap(layer.fwd).__module__
+
+
+def _bwd_name(layer) -> str:
+    """The top-level function that holds the layer's bwd (``_elementwise`` for closures)."""
+    return inspect.unwrap(layer.bwd).__qualname__.split(".")[0]
+
+
+def test_every_exported_layer_is_registered_and_every_registered_layer_exported():
+    registered = {info.layer.name for info in jbt.registered()}
+    assert set(EXPORTED) <= registered, f"no registry entry: {sorted(set(EXPORTED) - registered)}"
+    assert registered <= set(EXPORTED), f"registered but not exported: {sorted(registered - set(EXPORTED))}"
+
+
+def _readme_layer_rows() -> set:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("## Layers"):]
+    table = table[:table.index("\n## ")]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    return {name for cell in rows for name in re.findall(r"`(\w+)`", cell)}
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTED))
+def test_every_exported_layer_has_a_readme_row_and_a_docs_page(name):
+    layer = EXPORTED[name]
+    assert name in _readme_layer_rows(), f"{name}: no row in the README's layer table"
+    module = _module(layer)
+    if MODEL_MODULE.match(module):
+        return  # docs/_generated/models.md renders every model module's docstrings
+    page = ROOT / "docs" / "layers" / f"{module.split('._')[-1]}.md"
+    assert page.exists(), f"{name}: no docs page {page.relative_to(ROOT)}"
+    text = page.read_text(encoding="utf-8")
+    assert f"{{docstring}} {module}" in text, f"{page.name}: the module docstring is not shown"
+    assert f":pyobject: {_bwd_name(layer)}" in text, f"{page.name}: the bwd source of {name} is not shown"
+
+
+@pytest.mark.parametrize("name", ["linear", "leaky_relu", "gelu", "batch_norm", "attention"])
+def test_help_and_signature_are_the_layers_own(name):
+    layer = getattr(jb, name)
+    assert inspect.signature(layer) == inspect.signature(layer.auto)
+    assert "*args" not in str(inspect.signature(layer)) and "**hyper" not in str(inspect.signature(layer))
+    doc = inspect.getdoc(layer)
+    assert doc.startswith(f"{name}(") and doc != inspect.getdoc(jb.Layer)
+    assert _module(layer) in doc
+
+
+def test_signatures_name_the_arguments():
+    assert list(inspect.signature(jb.linear).parameters) == ["params", "x"]
+    assert list(inspect.signature(jb.leaky_relu).parameters) == ["x", "negative_slope"]
+    assert inspect.signature(jb.gelu).parameters["approximate"].default is False
