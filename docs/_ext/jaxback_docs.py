@@ -156,12 +156,12 @@ class ReadmeSectionDirective(Directive):
 
 
 def model_modules() -> list[str]:
-    """``jaxback._combinators`` and every ``jaxback._model*`` module, sorted."""
+    """``jaxback._model*`` modules (sorted), ``jaxback._combinators`` and ``jaxback._backprop``."""
     import jaxback
 
     found = [m.name for m in pkgutil.iter_modules(jaxback.__path__, "jaxback.") if
              m.name.startswith("jaxback._model")]
-    return ["jaxback._combinators"] + sorted(found)
+    return sorted(found) + ["jaxback._combinators", "jaxback._backprop"]
 
 
 def _value(v) -> str:
