@@ -73,7 +73,7 @@ SCHEDULES = ("constant", "cosine", "warmup-cosine")
 PRESETS = {
     "mlp": dict(data="digits", optimizer="sgd", lr=0.1, weight_decay=1e-4, schedule="constant", steps=2000,
                 batch_size=32),
-    "cnn": dict(data="digits", optimizer="momentum", lr=0.05, weight_decay=5e-4, schedule="cosine", steps=3000,
+    "cnn": dict(data="digits", optimizer="momentum", lr=0.1, weight_decay=2e-3, schedule="cosine", steps=4000,
                 batch_size=32),
     "transformer": dict(data="stdlib", optimizer="adamw", lr=3e-3, weight_decay=0.01, schedule="warmup-cosine",
                         steps=3000, batch_size=32),

@@ -1,7 +1,9 @@
 """experiments/train.py: bit-exact resume for every model and mode, damaged and mismatched
 checkpoints, run-to-run determinism, and 4 simulated devices against one.
 
-Tiny models (``--size tiny``) and a few steps keep this cheap; the straight and resumed runs of one
+The script runs as its users run it, in float32: conftest turns x64 on for the whole session, so
+every call here is inside ``jax.enable_x64(False)`` (an autouse fixture). Tiny models
+(``--size tiny``) and a few steps keep this cheap; the straight and resumed runs of one
 model and mode share one compiled step (``train.build`` is cached), so each pair compiles once.
 """
 
@@ -26,6 +28,12 @@ import train  # noqa: E402
 from _checkpoint import CheckpointError, CheckpointMismatch, Checkpoints  # noqa: E402
 
 STEPS = 4
+
+
+@pytest.fixture(autouse=True)
+def float32_like_the_command_line():
+    with jax.enable_x64(False):
+        yield
 
 
 def flags(model, mode="explicit", *extra):
@@ -170,7 +178,7 @@ sys.path.insert(0, sys.argv[1])
 import jax, numpy as np, train
 assert len(jax.devices()) == 4, jax.devices()
 out = {}
-for model in ("cnn", "transformer"):
+for model in ("cnn",):  # batch norm: statistics over the whole, split batch
     for devices in (1, 4):
         argv = ["--model", model, "--size", "tiny", "--mode", "explicit", "--steps", "4", "--batch-size", "8",
                 "--log-every", "1", "--context", "8", "--quiet", "--devices", str(devices)]
@@ -196,11 +204,11 @@ def test_four_simulated_devices_match_one(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     out = json.loads(done.stdout.split("RESULT ", 1)[1])
     eps = np.finfo(np.float32).eps
-    for model in ("cnn", "transformer"):
+    for model in ("cnn",):
         one, four = out[f"{model}/1"], out[f"{model}/4"]
         assert four["replicated"] and four["split"] and four["all_reduce"]   # state replicated, batch split
         assert not one["all_reduce"]
-        # float32 sums in another order: a few ulps per step, compounding over 4 steps
-        np.testing.assert_allclose(four["losses"], one["losses"], rtol=64 * eps, atol=0)
+        # float32 sums in another order: measured within 1 ulp over these 4 steps; allow 8
+        np.testing.assert_allclose(four["losses"], one["losses"], rtol=8 * eps, atol=0)
         for a, b in zip(four["params"], one["params"]):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=64 * eps)
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=8 * eps, atol=8 * eps)
