@@ -17,7 +17,9 @@ Restoring (``restore_latest``) trusts neither the tree nor the bytes:
    path (orbax itself would cast a float64 leaf to a float32 target without a word);
 2. the arrays are restored and each leaf's sha256 compared with the spec: a truncated or corrupted
    checkpoint (or one whose meta is unreadable) is skipped with a warning naming it, and the next
-   older one is tried; if none is good, :class:`CheckpointError` names every one tried.
+   older one is tried; if none is good, :class:`CheckpointError` names every one tried. Once one
+   restores, the damaged newer ones are renamed ``<step>.damaged`` (orbax would otherwise refuse
+   to write those steps again, and ignore them: they are not step numbers).
 """
 
 from __future__ import annotations
@@ -85,8 +87,11 @@ class Checkpoints:
     def save(self, step: int, tree, names, meta: dict) -> None:
         """Write ``tree`` and ``meta`` (JSON-able) as checkpoint ``step`` (asynchronously)."""
         meta = dict(meta, spec=spec_of(tree, names, with_digest=True))
-        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
-                                                        meta=ocp.args.JsonSave(meta)))
+        written = self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                                                  meta=ocp.args.JsonSave(meta)))
+        if not written:  # orbax declines a step at or below its newest one
+            raise CheckpointError(f"orbax did not write checkpoint {self.path(step)} (newest: step "
+                                  f"{self.manager.latest_step()}).")
 
     def restore_latest(self, template, names):
         """``(tree, meta)`` of the newest good checkpoint, shaped like ``template``; None if none.
@@ -119,12 +124,21 @@ class Checkpoints:
             if bad is not None:
                 tried.append(self._skip(step, f"{bad} does not match the checksum written with it"))
                 continue
+            self._set_aside(steps[:steps.index(step)])
             return tree, meta
         raise CheckpointError("no usable checkpoint under " + self.directory + ": " + "; ".join(tried))
 
     def _restore_state(self, step: int, template):
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
         return self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))).state
+
+    def _set_aside(self, damaged) -> None:
+        """Rename the damaged steps newer than the restored one to ``<step>.damaged`` (kept for a
+        look, invisible to orbax), so this run can write those steps again."""
+        for step in damaged:
+            os.replace(self.path(step), self.path(step) + ".damaged")
+        if damaged:
+            self.manager.reload()
 
     def _skip(self, step: int, why: str) -> str:
         message = f"checkpoint {self.path(step)} is damaged: {why}"

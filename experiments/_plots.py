@@ -2,12 +2,13 @@
 
 * ``training``: the training loss per logged step and the test accuracy (digits) or validation
   perplexity per byte (stdlib, with the unigram and bigram baselines as lines), one curve per mode.
-* ``grad_agreement``: along the explicit run, the largest relative gradient difference of explicit
-  and of vjp to auto (``train.relative_difference``) per logged step, log scale.
+* ``grad_agreement``: along the explicit run, the relative gradient difference of explicit and of
+  vjp to auto (``train.relative_difference``: max|g - g_auto| / max|g_auto| over all weights) per
+  logged step, log scale, with float32's epsilon for scale.
 * ``backward_flow``: for one batch, the L2 norm of dL/dX at each layer's input and of each layer's
   dL/dW, layer by layer from the loss (left) back to the input (right), at the run's first and last
   step: ``backprop(..., record=True)``'s stored quantities. A line falling to the right is a
-  vanishing gradient, one rising an exploding one.
+  vanishing gradient, one rising an exploding one. Layers without weights have no dL/dW point.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def grad_agreement(path: str, args, records) -> None:
         ax.plot([r["step"] for r in rows], [max(r[key], 1e-30) for r in rows], style, markersize=3,
                 label=key.replace("_vs_", " vs "))
     ax.axhline(float(np.finfo(np.float32).eps), color="grey", linestyle=":", label="float32 epsilon (2^-23)")
-    ax.set(xlabel="step", ylabel="max over leaves of max|g - g_auto| / max|g_auto|", yscale="log",
+    ax.set(xlabel="step", ylabel="max|g - g_auto| / max|g_auto| (all weights)", yscale="log",
            title=f"gradient agreement along the explicit run\n{_title(args)}")
     ax.legend()
     _save(fig, path, "gradient agreement")

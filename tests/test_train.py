@@ -101,6 +101,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
         resumed = run(*flags("cnn"), "--ckpt-dir", str(ckpt_dir), "--resume")
     assert [r["step"] for r in resumed["records"] if r["event"] == "resume"] == [2]
     assert_bit_identical(final(straight), final(resumed))
+    assert sorted(p.name for p in ckpt_dir.iterdir() if p.name[0].isdigit()) == ["1", "2", "3.damaged", "4"]
 
 
 def test_unreadable_meta_is_damage_and_all_damaged_is_an_error(tmp_path):
