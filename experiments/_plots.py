@@ -61,7 +61,7 @@ def training(path: str, args, modes, records, info) -> None:
         right.set(ylabel="test accuracy (%)", title="test accuracy", ylim=(max(0, right.get_ylim()[0]), 100))
     right.set(xlabel="step")
     left.legend()
-    right.legend()
+    right.legend(loc="center right" if metric == "perplexity" else "lower right")
     fig.suptitle(_title(args))
     _save(fig, path, "training curves")
 
