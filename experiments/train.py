@@ -386,7 +386,7 @@ class Log:
         if path and keep_until is not None and os.path.exists(path):
             with open(path) as f:
                 self.records = [r for r in map(json.loads, f) if r.get("step", 0) <= keep_until]
-        if path:
+        if path and jax.process_index() == 0:  # one writer on several hosts
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             with open(path, "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in self.records)
