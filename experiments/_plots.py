@@ -1,0 +1,106 @@
+"""The pictures of ``experiments/train.py --plots DIR`` (matplotlib PNGs), drawn from its log records.
+
+* ``training``: the training loss per logged step and the test accuracy (digits) or validation
+  perplexity per byte (stdlib, with the unigram and bigram baselines as lines), one curve per mode.
+* ``grad_agreement``: along the explicit run, the relative gradient difference of explicit and of
+  vjp to auto (``train.relative_difference``: max|g - g_auto| / max|g_auto| over all weights) per
+  logged step, log scale, with float32's epsilon for scale.
+* ``backward_flow``: for one batch, the L2 norm of dL/dX at each layer's input and of each layer's
+  dL/dW, layer by layer from the loss (left) back to the input (right), at the run's first and last
+  step: ``backprop(..., record=True)``'s stored quantities. A line falling to the right is a
+  vanishing gradient, one rising an exploding one. Layers without weights have no dL/dW point.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["training", "grad_agreement", "backward_flow"]
+
+
+def _save(fig, path: str, what: str) -> None:
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"{what} written to {path}")
+
+
+def _title(args) -> str:
+    return f"{args.model} on {args.data}: {args.optimizer}, lr {args.lr:g}, {args.schedule}, batch {args.batch_size}"
+
+
+def training(path: str, args, modes, records, info) -> None:
+    """Loss per step (left) and accuracy / perplexity per evaluation (right), per mode."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    styles = dict(zip(("explicit", "vjp", "auto"), ("-", "--", ":")))
+    metric = None
+    for m in modes:
+        train = [r for r in records if r["event"] == "train" and r.get("mode") == m]
+        evals = [r for r in records if r["event"] == "eval" and r.get("mode") == m]
+        left.plot([r["step"] for r in train], [r["loss"] for r in train], styles[m], label=m)
+        metric = "accuracy" if evals and "accuracy" in evals[0] else "perplexity"
+        scale = 100 if metric == "accuracy" else 1
+        final = evals[-1][metric] * scale if evals else float("nan")
+        right.plot([r["step"] for r in evals], [r[metric] * scale for r in evals], styles[m], marker="o",
+                   label=f"{m} (final {final:.2f}{'%' if metric == 'accuracy' else ''})")
+    left.set(xlabel="step", ylabel="training loss (cross-entropy)", yscale="log", title="training loss")
+    if metric == "perplexity":
+        for name, style in (("unigram", "-."), ("bigram", (0, (1, 3)))):
+            right.axhline(info[f"{name}_perplexity"], color="grey", linestyle=style,
+                          label=f"{name} baseline ({info[f'{name}_perplexity']:.2f})")
+        right.set(yscale="log", ylabel="validation perplexity per byte", title="validation perplexity")
+    else:
+        right.set(ylabel="test accuracy (%)", title="test accuracy", ylim=(max(0, right.get_ylim()[0]), 100))
+    right.set(xlabel="step")
+    left.legend()
+    right.legend(loc="center right" if metric == "perplexity" else "lower right")
+    fig.suptitle(_title(args))
+    _save(fig, path, "training curves")
+
+
+def grad_agreement(path: str, args, records) -> None:
+    """max relative |g - g_auto| of explicit and vjp per logged step (along the explicit run)."""
+    rows = [r for r in records if r["event"] == "grad_agreement"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, style in (("explicit_vs_auto", "-o"), ("vjp_vs_auto", "--s")):
+        ax.plot([r["step"] for r in rows], [max(r[key], 1e-30) for r in rows], style, markersize=3,
+                label=key.replace("_vs_", " vs "))
+    ax.axhline(float(np.finfo(np.float32).eps), color="grey", linestyle=":", label="float32 epsilon (2^-23)")
+    ax.set(xlabel="step", ylabel="max|g - g_auto| / max|g_auto| (all weights)", yscale="log",
+           title=f"gradient agreement along the explicit run\n{_title(args)}")
+    ax.legend()
+    _save(fig, path, "gradient agreement")
+
+
+def _short(path: str) -> str:
+    """``serial[3].residual.serial[1].attention(causal=True, num_heads=4)`` -> ``[3].[1].attention``."""
+    path = re.sub(r"\([^)]*\)", "", path)
+    return re.sub(r"(serial|parallel|residual)\.?", "", path).lstrip(".")
+
+
+def backward_flow(path: str, args, flows) -> None:
+    """|dL/dX| (top) and |dL/dW| (bottom) per layer, from the loss back to the input."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(8, 0.55 * len(flows[0]["norms"]) + 3), 7.5), sharex=True)
+    for flow, style in zip(flows, ("-o", "--s")):
+        layers = list(flow["norms"])[::-1]                       # loss first, input last
+        xs = range(len(layers))
+        label = f"step {flow['step']}"
+        top.plot(xs, [flow["norms"][p][0] for p in layers], style, label=label)
+        weighted = [(x, flow["norms"][p][1]) for x, p in zip(xs, layers) if flow["norms"][p][1] == flow["norms"][p][1]]
+        bottom.plot([x for x, _ in weighted], [w for _, w in weighted], style, label=label)
+    top.set(ylabel="|dL/dX| at the layer's input", yscale="log",
+            title=f"backward flow of one batch, loss (left) to input (right)\n{_title(args)}")
+    bottom.set(ylabel="|dL/dW| of the layer's weights", yscale="log", xlabel="layer (model path)")
+    bottom.set_xticks(list(xs), [_short(p) for p in layers], rotation=60, ha="right", fontsize=8)
+    for ax in (top, bottom):
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend()
+    _save(fig, path, "backward flow")
