@@ -157,12 +157,13 @@ def _hyper_key(name: str, hyper: dict) -> tuple:
     return key
 
 
-def keyword_names(fn) -> Optional[frozenset]:
-    """The keyword arguments ``fn`` accepts (``None``: any, it takes ``**kwargs``)."""
-    parameters = inspect.signature(fn).parameters.values()
+def keyword_names(fn, positional: int = 0) -> Optional[frozenset]:
+    """The keyword arguments ``fn`` accepts beyond its first ``positional`` arguments (the arrays):
+    its hyperparameters. ``None``: any, it takes ``**kwargs``."""
+    parameters = list(inspect.signature(fn).parameters.values())
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
-    return frozenset(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return frozenset(p.name for p in parameters[positional:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
 def check_keywords(name: str, allowed: Optional[frozenset], keywords) -> None:
@@ -215,7 +216,14 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None, roles
         rule.defvjp(rule_fwd, rule_bwd)
         return rule
 
-    allowed = keyword_names(auto)
+    if takes_params is None:
+        takes_params = init is not None
+    if roles is None:
+        roles = ("params", "x") if takes_params else ("x",)
+    if not set(roles) <= set(ROLES) or (roles[0] == "params") != takes_params or "x" not in roles:
+        raise ValueError(f"make_layer({name}): roles must name each positional argument from {ROLES}, "
+                         f"with 'params' first exactly when takes_params, and at least one 'x'; got {roles!r}.")
+    allowed = keyword_names(auto, len(roles))
 
     @functools.wraps(auto)
     def apply(*args, **keywords):
@@ -224,13 +232,6 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None, roles
         names = tuple(sorted(arrays))
         return _rule_for(_hyper_key(name, hyper), names)(*args, *(arrays[n] for n in names))
 
-    if takes_params is None:
-        takes_params = init is not None
-    if roles is None:
-        roles = ("params", "x") if takes_params else ("x",)
-    if not set(roles) <= set(ROLES) or (roles[0] == "params") != takes_params or "x" not in roles:
-        raise ValueError(f"make_layer({name}): roles must name each positional argument from {ROLES}, "
-                         f"with 'params' first exactly when takes_params, and at least one 'x'; got {roles!r}.")
     layer = Layer(apply, auto, fwd, bwd, init, name, takes_params, tuple(roles), infer)
     # help(layer) and inspect.signature(layer) show the layer's own forward, not Layer's.
     signature = _signature_or_none(auto)
@@ -286,7 +287,7 @@ def bind(layer: Layer, **keywords) -> Layer:
     """
     if layer.composed:
         raise TypeError(f"bind({layer.name}): a model takes key= and training= per call; bind its layers instead.")
-    check_keywords(f"bind({layer.name})", keyword_names(layer.auto), keywords)
+    check_keywords(f"bind({layer.name})", keyword_names(layer.auto, len(layer.roles)), keywords)
     hyper, arrays = split_keywords(keywords)
     _hyper_key(layer.name, hyper)  # fail early on unhashable values
     settings = ", ".join([f"{k}={v!r}" for k, v in sorted(hyper.items())] + sorted(arrays))

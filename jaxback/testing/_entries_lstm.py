@@ -131,7 +131,7 @@ ERROR_CASES = (
     ErrorCase("state as a plain tuple", lambda: _replace(2, tuple), TypeError,
               r"lstm: state must be an LSTMState"),
     ErrorCase("unknown keyword (lstm has no hyperparameters)", _args, TypeError,
-              r"unexpected keyword argument 'reverse'", hyper={"reverse": True}),
+              r"lstm: unknown keyword argument\(s\) 'reverse'; lstm accepts none", hyper={"reverse": True}),
 )
 
 
