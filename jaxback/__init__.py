@@ -4,16 +4,19 @@ from ._attention import AttentionParams, attention
 from ._activations import gelu, leaky_relu, relu, sigmoid, silu, softplus, tanh
 from ._batch_norm import BatchNormParams, BatchNormState, batch_norm, batch_norm_state
 from ._conv import Conv2dParams, conv2d
-from ._combinators import backprop, serial
+from ._backprop import backprop
+from ._combinators import parallel, residual, serial
 from ._dropout import dropout
 from ._embedding import EmbeddingParams, embedding
 from ._layer import Layer, bind, make_layer
+from ._model import Model
 from ._linear import LinearParams, linear
 from ._norm import LayerNormParams, RMSNormParams, layer_norm, rms_norm
 from ._lstm import LSTMParams, LSTMState, lstm, lstm_state
 from ._losses import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
 from ._pooling import avg_pool2d, flatten, max_pool2d
 from ._softmax import log_softmax, softmax
+from ._structure import fan_in_concat, fan_in_sum, fan_out, identity, reshape, select
 
 __version__ = "0.1.0"
 
@@ -21,7 +24,16 @@ __all__ = [
     "Layer",
     "make_layer",
     "bind",
+    "Model",
     "serial",
+    "residual",
+    "parallel",
+    "fan_out",
+    "fan_in_sum",
+    "fan_in_concat",
+    "select",
+    "identity",
+    "reshape",
     "backprop",
     "linear",
     "LinearParams",

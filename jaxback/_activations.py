@@ -36,6 +36,7 @@ see the nan branch either). NaN inputs give NaN outputs.
 
 from __future__ import annotations
 
+import inspect
 import math
 from numbers import Real
 
@@ -69,6 +70,11 @@ def _elementwise(name, forward, derivative, *, saves, check_hyper=None):
 
     auto.__name__ = auto.__qualname__ = name
     auto.__doc__ = forward.__doc__
+    # the signature says which hyperparameters exist, so a misspelt one is refused by name
+    hyper_params = list(inspect.signature(check_hyper).parameters.values()) if check_hyper else []
+    auto.__signature__ = inspect.Signature(
+        [inspect.Parameter("x", inspect.Parameter.POSITIONAL_ONLY)]
+        + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in hyper_params])
     return make_layer(auto, fwd, bwd, name=name)
 
 

@@ -58,8 +58,8 @@ NOTE (lse): L = m + lse is the row's log-sum-exp, m = max_j s its finite row max
 lse = log sum_j exp(s - m) in [0, log T]. We save m and lse, not L (which flash attention stores):
 L rounds at the scale of m (for scores ~1e7, an absolute error ~1e-9, hence a relative error ~1e-9
 in every recomputed P), while lse keeps full precision.
-NOTE (rowsum): flash attention takes the row sum as rowsum(o_bar * o) (the tiled path does too: it
-never holds a whole row); holding the whole row, rowsum(p_bar * p) is the more accurate: for a
+NOTE (rowsum): flash attention takes the row sum as rowsum(o_bar * o); rowsum(p_bar * p) (the tiled
+path sums it block by block) is the more accurate: for a
 saturated row (p one-hot, scores ~1e7) it equals p_bar[i, k] exactly, so s_bar = 0 as it should,
 while o_bar . o and o_bar . v_k round differently and leave noise of eps |o_bar| |v| that q_bar,
 k_bar and then w_q_bar, w_k_bar amplify by |k| |x| (measured: 1e-5 where autodiff gives 0, at
@@ -91,7 +91,7 @@ from jax import lax
 from ._attention_tiled import scores as _scores
 from ._attention_tiled import tiled_backward, tiled_forward
 from ._attention_checks import check
-from ._layer import make_layer
+from ._layer import infer_from_features, make_layer
 
 __all__ = ["AttentionParams", "attention"]
 
@@ -230,4 +230,5 @@ def attention_bwd(res, y_bar, *, num_heads: int, causal: bool = False, mask=None
     return _backward(res, y_bar, num_heads, causal, heads_backward)
 
 
-attention = make_layer(attention_auto, attention_fwd, attention_bwd, name=NAME, init=attention_init)
+attention = make_layer(attention_auto, attention_fwd, attention_bwd, name=NAME, init=attention_init,
+                       infer=infer_from_features(attention_init))

@@ -23,10 +23,9 @@ row, a running maximum m, a running sum l and a running output acc, and visit th
   and the residuals are those of the untiled rule: O, m, lse, with p = exp(s - m - lse) for any block.
 
 Backward, block form of _attention.py's equations (the flash-attention-2 order, Dao 2023). The only
-whole-row quantity is the row sum in s_bar; it is a dot product of two (T, d) arrays:
-            rowsum(p_bar * p)[i] = sum_j (o_bar[i] . V[j]) P[i, j] = o_bar[i] . (P @ V)[i] = (o_bar . O)[i]
-so D = rowsum(o_bar * O): (T, 1) is computed once, before the loop. Then for each key block j, and
-in it each query block i (visible blocks only), recompute that block's p and add its share:
+whole-row quantity is the row sum in s_bar, D = rowsum(p_bar * p): (T, 1). A first pass over the
+blocks sums it, one block at a time, D_i = sum_j rowsum(p_bar_ij * p_ij). Then for each key block j,
+and in it each query block i (visible blocks only), recompute that block's p and add its shares:
             p       = exp(S_ij - m_i - lse_i)                 (B, B)
             p_bar   = o_bar_i @ V_j.T                          (B, d)(d, B) -> (B, B)
             s_bar   = p * (p_bar - D_i)                        (B, B)
@@ -36,15 +35,24 @@ in it each query block i (visible blocks only), recompute that block's p and add
   Each untiled product, e.g. v_bar = P.T @ o_bar, is a sum over query rows; summing it block by block
   over i gives the same sum, so the blocks add up to exactly the untiled cotangents.
 
-NOTE (rowsum): the untiled rule takes D as rowsum(p_bar * p) because, for a saturated row (P
-one-hot), that equals p_bar exactly; o_bar . O rounds differently from the matrix product p_bar =
-o_bar @ V.T, so w_q_bar and w_k_bar of a saturated row are rounding noise here, not exact zeros.
+NOTE (rowsum): flash attention takes D = rowsum(o_bar * O) (equal: sum_j (o_bar[i] . V[j]) P[i, j] =
+o_bar[i] . O[i]), which needs no first pass. We pay the pass (2 of the backward's 7 block products)
+to keep the untiled rule's exactness at saturation: for a one-hot row of P, D is then the very
+p_bar[i, k] that s_bar subtracts it from, so s_bar = 0 exactly, while o_bar . O rounds differently
+from the product o_bar @ V.T and left w_q_bar, w_k_bar at 4e4 in float32 (true value 0; autodiff
+through the loop: 2e5) at the registry's saturated edge case. Measured there now: 0 exactly in
+float32; 3.3e-4 in float64 (2e-8 of max|w_v_bar|: the off-maximum p are tiny, not 0, and their
+block-by-block sum rounds differently from one whole-row sum).
+NOTE (jit): both loops are jitted functions (a no-op inside an outer jit): called op by op, as the
+registry's edge cases and mutants call them, each scan would otherwise compile anew at every call.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -109,6 +117,7 @@ def _online_softmax_step(carry, q_i, k_j, v_j, allowed):
     return m_new, alpha * l + jnp.sum(p, axis=-1, keepdims=True), alpha * acc + p @ v_j
 
 
+@functools.partial(jax.jit, static_argnames=("causal", "block"))  # NOTE (jit)
 def tiled_forward(q, k, v, causal, mask, block):
     """o, m, lse from q, k, v: (N, H, T, d) -> (N, H, T, d), (N, H, T, 1), (N, H, T, 1)."""
     t = q.shape[2]
@@ -136,7 +145,7 @@ def tiled_forward(q, k, v, causal, mask, block):
 def block_backward(q_i, k_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed):
     """Block (i, j)'s shares of (q_bar_i, k_bar_j, v_bar_j), see the module docstring."""
     sqrt_d = math.sqrt(q_i.shape[-1])
-    p = jnp.exp(scores(q_i, k_j, allowed) - m_i - lse_i)              # recomputed (B, B)
+    p = _block_p(q_i, k_j, m_i, lse_i, allowed)                       # recomputed (B, B)
     p_bar = jnp.einsum("nhie,nhje->nhij", o_bar_i, v_j)               # o_bar_i @ v_j.T
     s_bar = p * (p_bar - d_i)
     return (jnp.einsum("nhij,nhje->nhie", s_bar, k_j) / sqrt_d,       # s_bar @ k_j
@@ -144,19 +153,40 @@ def block_backward(q_i, k_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed):
             jnp.einsum("nhij,nhie->nhje", p, o_bar_i))                # p.T @ o_bar_i
 
 
-def row_dot(o_bar, o):
-    """D = rowsum(p_bar * p) = rowsum(o_bar * o): (N, H, T, d) -> (N, H, T, 1)."""
-    return jnp.sum(o_bar * o, axis=-1, keepdims=True)
+def _block_p(q_i, k_j, m_i, lse_i, allowed):
+    """Block (i, j) of P, recomputed from the saved m and lse: (B, B)."""
+    return jnp.exp(scores(q_i, k_j, allowed) - m_i - lse_i)
 
 
+def row_sums(q_blocks, k_blocks, v_blocks, m_blocks, lse_blocks, o_bar_blocks, block, t, causal, mask):
+    """D = rowsum(p_bar * p), summed block by block over each query row: (T/B, N, H, B, 1)."""
+    index = jnp.arange(k_blocks.shape[0])
+
+    def query_block(_, xs):
+        i, q_i, m_i, lse_i, o_bar_i = xs
+
+        def key_block(d_i, ys):
+            j, k_j, v_j = ys
+            allowed = block_allowed(i, j, block, t, causal, mask)
+            add = lambda d: d + jnp.sum(jnp.einsum("nhie,nhje->nhij", o_bar_i, v_j) * _block_p(q_i, k_j, m_i, lse_i, allowed),
+                                        axis=-1, keepdims=True)
+            return _visit(allowed, add, d_i), None
+
+        return None, lax.scan(key_block, jnp.zeros_like(m_i), (index, k_blocks, v_blocks))[0]
+
+    return lax.scan(query_block, None, (index, q_blocks, m_blocks, lse_blocks, o_bar_blocks))[1]
+
+
+@functools.partial(jax.jit, static_argnames=("causal", "block", "kernel", "allowed_fn"))
 def tiled_backward(q, k, v, o, m, lse, o_bar, causal, mask, block, *, kernel=block_backward,
-                   allowed_fn=block_allowed, row_sum=row_dot):
-    """q_bar, k_bar, v_bar: (N, H, T, d) each. ``kernel``, ``allowed_fn``, ``row_sum`` are the
-    steps of the derivation (the registry's mutants swap one of them for a classic mistake)."""
+                   allowed_fn=block_allowed):
+    """q_bar, k_bar, v_bar: (N, H, T, d) each (``o`` is unused: see NOTE (rowsum)). ``kernel`` and
+    ``allowed_fn`` are steps of the derivation (the registry's mutants swap one for a classic mistake)."""
     t = q.shape[2]
-    rows = [_blocks(a, block) for a in (q, o_bar, m, lse, row_sum(o_bar, o))]
-    k_blocks, v_blocks = _blocks(k, block), _blocks(v, block)
-    mask, index = _padded_mask(mask, t, block), jnp.arange(k_blocks.shape[0])
+    mask, (q_blocks, m_blocks, lse_blocks, o_bar_blocks, k_blocks, v_blocks) = (
+        _padded_mask(mask, t, block), [_blocks(a, block) for a in (q, m, lse, o_bar, k, v)])
+    d_blocks = row_sums(q_blocks, k_blocks, v_blocks, m_blocks, lse_blocks, o_bar_blocks, block, t, causal, mask)
+    rows, index = (q_blocks, o_bar_blocks, m_blocks, lse_blocks, d_blocks), jnp.arange(k_blocks.shape[0])
 
     def key_block(q_bar, xs):
         j, k_j, v_j = xs

@@ -99,6 +99,11 @@ def batch_norm_state(num_features: int, dtype=jnp.float32) -> BatchNormState:
     return BatchNormState(jnp.zeros((num_features,), dtype), jnp.ones((num_features,), dtype))
 
 
+def batch_norm_infer(key, x):
+    """For a model: ``(params, state)`` for ``C = x.shape[-1]`` channels, in ``x``'s dtype."""
+    return batch_norm_init(key, x.shape[-1], x.dtype), batch_norm_state(x.shape[-1], x.dtype)
+
+
 def _check(params, x, state, training, momentum, eps) -> None:
     require_float(NAME, "x", x)
     require_rank(NAME, "x", x, 2, at_least=True, hint="Expected (N, C) or channels-last (N, H, W, C).")
@@ -167,4 +172,5 @@ def batch_norm_bwd(res, out_bar, *, training=True, momentum=0.1, eps=1e-5):
     return params_bar, x_bar.astype(x.dtype), None
 
 
-batch_norm = make_layer(batch_norm_auto, batch_norm_fwd, batch_norm_bwd, name=NAME, init=batch_norm_init)
+batch_norm = make_layer(batch_norm_auto, batch_norm_fwd, batch_norm_bwd, name=NAME, init=batch_norm_init,
+                        roles=("params", "x", "state"), infer=batch_norm_infer)

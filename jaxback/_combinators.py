@@ -1,100 +1,186 @@
-"""serial and backprop: the seed's picture of backpropagation, runnable.
+"""serial, residual, parallel: models from layers, each with its backward rule derived by hand.
 
-The picture (Efficient BackProp, and every first course on neural networks):
+Each combinator returns a :class:`jaxback.Model` (the calling convention is in ``jaxback._model``).
+Its ``fwd`` keeps one residual per child and its ``bwd`` is the rule below, written out; ``apply``
+chains the children's ``apply`` (JAX chains our hand rules) and ``auto`` their ``auto``.
 
-1. run forward, storing what each layer needs for its backward (at least its input);
-2. walk back from the loss: each layer turns dL/d(its output) into dL/d(its input) and, from the
-   weights *before* any update, dL/d(its weights);
-3. only then update all weights at once (``W <- W - lr * (dW + lam * W)``, done by optax).
+serial(f_1, ..., f_n): the chain rule. Shapes: x_0 = x, x_i = f_i(params[i], x_{i-1}), y = x_n.
 
-``serial(*layers)`` composes layers; it is itself a Layer:
+  Forward   x_i = f_i(params[i], x_{i-1})           i = 1..n, storing each child's residuals
+  Backward  x_bar_n = y_bar
+            params_bar[i], x_bar_{i-1} = f_i.bwd(res_i, x_bar_i)     i = n..1
+            x_bar = x_bar_0
+  (dL/dx_{i-1} = dL/dx_i . dx_i/dx_{i-1}: each child turns the gradient of its output into the
+  gradient of its input and of its own weights, from the weights before any update.)
 
-* ``apply`` chains the children's ``apply``, so ``jax.grad`` through it lets JAX chain our hand
-  rules (the "vjp" mode);
-* ``auto`` chains the children's ``auto`` (the "auto" mode, pure autodiff);
-* ``fwd``/``bwd`` are steps 1 and 2 written out by hand: ``fwd`` keeps one residual per child,
-  ``bwd`` walks the children in reverse calling each child's ``bwd``.
+residual(inner): a skip connection. Shapes: x and inner(x) the same, y the same.
 
-``backprop(model, loss, params, x, target)`` runs ``fwd`` then ``bwd`` from the loss with no
-``jax.grad``/``jax.vjp`` anywhere (the "explicit" mode).
+  Forward   y = x + inner(params, x)
+  Backward  x reaches y twice, directly (dy/dx = I) and through inner, so the two terms add:
+            params_bar, inner_x_bar = inner.bwd(res, y_bar)
+            x_bar = y_bar + inner_x_bar
 
-Params of a serial model: a tuple with one entry per child, ``None`` for parameter-free children.
+parallel(f_1, ..., f_n): independent branches. Shapes: x = (x_1..x_n), y = (y_1..y_n).
+
+  Forward   y_i = f_i(params[i], x_i)
+  Backward  y_i depends on x_i alone (a block-diagonal Jacobian), so each branch is its own rule:
+            params_bar[i], x_bar_i = f_i.bwd(res_i, y_bar_i)
+            x_bar = (x_bar_1..x_bar_n)
+
+Forks and joins (``fan_out``, ``fan_in_sum``, ``fan_in_concat``) are parameter-free layers with
+their own rules, in ``jaxback._branching``. Params and state of serial and parallel: a tuple with
+one entry per child (``None`` where a child has none); of residual: the inner model's own.
 """
 
 from __future__ import annotations
 
-import jax.numpy as jnp
+import jax
 
-from ._layer import Layer
+from ._model import Ctx, Model, Node, as_node, make_model
 
-__all__ = ["serial", "backprop"]
-
-
-def _call(layer: Layer, method: str, params, x):
-    fn = getattr(layer, method)
-    return fn(params, x) if layer.takes_params else fn(x)
+__all__ = ["serial", "residual", "parallel"]
 
 
-def _check_params(name, layers, params):
-    if not isinstance(params, (tuple, list)) or len(params) != len(layers):
-        got = f"{type(params).__name__} of length {len(params)}" if isinstance(params, (tuple, list)) else type(params).__name__
-        raise ValueError(
-            f"{name}: params must be a tuple with one entry per layer ({len(layers)}: "
-            f"{', '.join(l.name for l in layers)}), None for parameter-free layers; got {got}."
-        )
+def _check_entries(ctx: Ctx, what: str, nodes, tree, allow_none: bool = False):
+    """A params/state tree of serial or parallel: a tuple with one entry per child."""
+    if allow_none and tree is None:
+        return (None,) * len(nodes)
+    if not isinstance(tree, (tuple, list)) or len(tree) != len(nodes):
+        got = f"{type(tree).__name__} of length {len(tree)}" if isinstance(tree, (tuple, list)) else type(tree).__name__
+        raise ValueError(f"{ctx.path}: {what} must be a tuple with one entry per layer ({len(nodes)}: "
+                         f"{', '.join(n.kind for n in nodes)}), None for layers without {what}; got {got}.")
+    return tuple(tree)
 
 
-def serial(*layers: Layer) -> Layer:
+def _pack_state(nodes, states):
+    return tuple(states) if any(n.has_state for n in nodes) else None
+
+
+def _children_paths(nodes, segment):
+    def paths(tree, prefix):
+        entries = tree if isinstance(tree, (tuple, list)) else (None,) * len(nodes)
+        return [pair for i, (n, t) in enumerate(zip(nodes, entries)) if t is not None
+                for pair in n.paths(t, f"{prefix}{segment(i, n)}")]
+    return paths
+
+
+def _validated(layers, combinator):
+    if not layers:
+        raise TypeError(f"{combinator}: needs at least one layer.")
+    return [as_node(l) for l in layers]
+
+
+def serial(*layers) -> Model:
     """Compose ``layers`` left to right: ``serial(f, g)(params, x) = g(params[1], f(params[0], x))``.
 
-    Bind hyperparameters with :func:`jaxback.bind`, e.g.
-    ``serial(linear, bind(leaky_relu, negative_slope=0.1), linear)``.
+    Bind hyperparameters with :func:`jaxback.bind` (``serial(linear, bind(leaky_relu,
+    negative_slope=0.1), linear)``) and sizes with ``Layer.sized`` for ``model.init``.
     """
-    if not layers or not all(isinstance(l, Layer) for l in layers):
-        raise TypeError(f"serial: every argument must be a jaxback Layer; got {layers!r}.")
-    name = "serial(" + ", ".join(l.name for l in layers) + ")"
+    nodes = _validated(layers, "serial")
+    segment = lambda i, n: f"[{i}].{n.kind}"
+    has_state = any(n.has_state for n in nodes)
 
-    def chain(method):
-        def run(params, x):
-            _check_params(name, layers, params)
-            for layer, p in zip(layers, params):
-                x = _call(layer, method, p, x)
-            return x
+    def init(key, x, path):
+        params, states = [], []
+        for i, n in enumerate(nodes):
+            p, s, x = n.init(jax.random.fold_in(key, i), x, path + segment(i, n))
+            params.append(p)
+            states.append(s)
+        return tuple(params), _pack_state(nodes, states), x
 
-        return run
+    def run(method, params, state, x, ctx):
+        params = _check_entries(ctx, "params", nodes, params)
+        states, new_states = _check_entries(ctx, "state", nodes, state, allow_none=not has_state), []
+        for i, (n, p, s) in enumerate(zip(nodes, params, states)):
+            x, s = n.run(method, p, s, x, ctx.child(segment(i, n), i))
+            new_states.append(s)
+        return x, _pack_state(nodes, new_states)
 
-    def fwd(params, x):
-        _check_params(name, layers, params)
-        residuals = []
-        for layer, p in zip(layers, params):
-            x, res = _call(layer, "fwd", p, x)
+    def fwd(params, state, x, ctx):
+        params = _check_entries(ctx, "params", nodes, params)
+        states, new_states, residuals = _check_entries(ctx, "state", nodes, state, allow_none=not has_state), [], []
+        for i, (n, p, s) in enumerate(zip(nodes, params, states)):
+            x, s, res = n.fwd(p, s, x, ctx.child(segment(i, n), i))
+            new_states.append(s)
             residuals.append(res)
-        return x, tuple(residuals)
+        return x, _pack_state(nodes, new_states), tuple(residuals)
 
-    def bwd(residuals, y_bar):
-        params_bar = [None] * len(layers)
-        for i in reversed(range(len(layers))):
-            cotangents = layers[i].bwd(residuals[i], y_bar)
-            if layers[i].takes_params:
-                params_bar[i], y_bar = cotangents[0], cotangents[1]
-            else:
-                (y_bar,) = cotangents
+    def bwd(residuals, y_bar, ctx):
+        params_bar = [None] * len(nodes)
+        for i in reversed(range(len(nodes))):
+            params_bar[i], y_bar = nodes[i].bwd(residuals[i], y_bar, ctx.child(segment(i, nodes[i]), i))
         return tuple(params_bar), y_bar
 
-    return Layer(chain("apply"), chain("auto"), fwd, bwd, None, name, takes_params=True)
+    node = Node("serial", has_state, init, run, fwd, bwd, _children_paths(nodes, segment))
+    return make_model(node, "serial(" + ", ".join(n.kind for n in nodes) + ")")
 
 
-def backprop(model: Layer, loss: Layer, params, x, target):
-    """The explicit gradient mode: ``(loss_value, grads)`` with no ``jax.grad`` in the path.
+def residual(inner) -> Model:
+    """``y = x + inner(params, x)``: a skip connection around ``inner`` (a layer or a model)."""
+    (node_in,) = _validated([inner], "residual")
+    segment = "." + node_in.kind
 
-    Args:
-      model: a Layer taking ``(params, x)`` (typically ``serial(...)``).
-      loss: a loss Layer taking ``(prediction, target)``.
-      params: the model's parameters; ``grads`` has the same structure.
-      x, target: a batch of inputs and targets.
-    """
-    y, model_res = model.fwd(params, x)          # 1. forward, storing residuals
-    loss_value, loss_res = loss.fwd(y, target)
-    y_bar, _ = loss.bwd(loss_res, jnp.ones_like(loss_value))  # dL/dL = 1
-    grads, _ = model.bwd(model_res, y_bar)       # 2. walk back to the input
-    return loss_value, grads
+    def init(key, x, path):
+        params, state, y = node_in.init(jax.random.fold_in(key, 0), x, path + segment)
+        if (y.shape, y.dtype) != (x.shape, x.dtype):
+            raise ValueError(f"{path}: the inner {node_in.kind} must keep its input's shape and dtype, so that "
+                             f"x + inner(x) adds like with like; got x {x.shape} {x.dtype} -> {y.shape} {y.dtype}.")
+        return params, state, y
+
+    def run(method, params, state, x, ctx):
+        y, state = node_in.run(method, params, state, x, ctx.child(segment, 0))
+        return x + y, state
+
+    def fwd(params, state, x, ctx):
+        y, state, res = node_in.fwd(params, state, x, ctx.child(segment, 0))
+        return x + y, state, res
+
+    def bwd(res, y_bar, ctx):
+        params_bar, inner_x_bar = node_in.bwd(res, y_bar, ctx.child(segment, 0))
+        return params_bar, y_bar + inner_x_bar
+
+    paths = lambda tree, prefix: node_in.paths(tree, prefix + segment)
+    node = Node("residual", node_in.has_state, init, run, fwd, bwd, paths)
+    return make_model(node, f"residual({node_in.kind})")
+
+
+def parallel(*layers) -> Model:
+    """Apply ``layers[i]`` to ``x[i]``: a tuple in, a tuple out (stax's ``parallel``)."""
+    nodes = _validated(layers, "parallel")
+    segment = lambda i, n: f"[{i}].{n.kind}"
+    has_state = any(n.has_state for n in nodes)
+
+    def check_x(ctx, x):
+        if not isinstance(x, tuple) or len(x) != len(nodes):
+            got = f"tuple of {len(x)}" if isinstance(x, tuple) else type(x).__name__
+            raise ValueError(f"{ctx.path}: x must be a tuple with one input per branch ({len(nodes)}); got {got}. "
+                             f"Use fan_out(num={len(nodes)}) before parallel to copy one input.")
+        return x
+
+    def init(key, x, path):
+        outs = [n.init(jax.random.fold_in(key, i), xi, path + segment(i, n))
+                for i, (n, xi) in enumerate(zip(nodes, check_x(Ctx(path, None, (), True), x)))]
+        params, states, ys = zip(*outs)
+        return tuple(params), _pack_state(nodes, states), tuple(ys)
+
+    def branches(ctx, params, state, x):
+        params = _check_entries(ctx, "params", nodes, params)
+        states = _check_entries(ctx, "state", nodes, state, allow_none=not has_state)
+        return [(n, p, s, xi, ctx.child(segment(i, n), i))
+                for i, (n, p, s, xi) in enumerate(zip(nodes, params, states, check_x(ctx, x)))]
+
+    def run(method, params, state, x, ctx):
+        ys, new_states = zip(*(n.run(method, p, s, xi, c) for n, p, s, xi, c in branches(ctx, params, state, x)))
+        return tuple(ys), _pack_state(nodes, new_states)
+
+    def fwd(params, state, x, ctx):
+        ys, new_states, residuals = zip(*(n.fwd(p, s, xi, c) for n, p, s, xi, c in branches(ctx, params, state, x)))
+        return tuple(ys), _pack_state(nodes, new_states), tuple(residuals)
+
+    def bwd(residuals, y_bar, ctx):
+        bars = [n.bwd(r, g, ctx.child(segment(i, n), i)) for i, (n, r, g) in enumerate(zip(nodes, residuals, y_bar))]
+        params_bar, x_bar = zip(*bars)
+        return tuple(params_bar), tuple(x_bar)
+
+    node = Node("parallel", has_state, init, run, fwd, bwd, _children_paths(nodes, segment))
+    return make_model(node, "parallel(" + ", ".join(n.kind for n in nodes) + ")")

@@ -88,6 +88,13 @@ def conv2d_init(key, kh: int, kw: int, c_in: int, c_out: int, dtype=jnp.float32)
     return Conv2dParams(w=w, b=jnp.zeros((c_out,), dtype))
 
 
+def conv2d_infer(key, x, features: int, kernel_size=3):
+    """For a model: ``(params, None)``, ``features`` output channels, a ``kernel_size`` (int or
+    pair) kernel, ``c_in = x.shape[-1]`` (NHWC), in ``x``'s dtype."""
+    kh, kw = pair(NAME, "kernel_size", kernel_size)
+    return conv2d_init(key, kh, kw, x.shape[-1], features, x.dtype), None
+
+
 # hyperparameter helpers, shared with _pooling ---------------------------------------------------------
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
@@ -188,4 +195,4 @@ def conv2d_bwd(res, y_bar, *, stride=1, padding="SAME", dilation=1):
 
 # One compiled program for the rule (hyperparameters static): eager dispatch of its ops is slower.
 conv2d = make_layer(conv2d_auto, conv2d_fwd, jax.jit(conv2d_bwd, static_argnames=("stride", "padding", "dilation")),
-                    name=NAME, init=conv2d_init)
+                    name=NAME, init=conv2d_init, infer=conv2d_infer)

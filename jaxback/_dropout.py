@@ -106,4 +106,4 @@ def dropout_bwd(res, y_bar, *, rate=0.5, training=True):
     return x_bar, None
 
 
-dropout = make_layer(dropout_auto, dropout_fwd, dropout_bwd, name=NAME)
+dropout = make_layer(dropout_auto, dropout_fwd, dropout_bwd, name=NAME, roles=("x", "key"))

@@ -66,6 +66,11 @@ def embedding_init(key, num_embeddings: int, features: int, dtype=jnp.float32) -
     return EmbeddingParams(table=jax.random.normal(key, (num_embeddings, features), dtype))
 
 
+def embedding_infer(key, ids, num_embeddings: int, features: int, dtype=jnp.float32):
+    """For a model: ``(params, None)``; the ids say nothing of the table's size, so both are stated."""
+    return embedding_init(key, num_embeddings, features, dtype), None
+
+
 def _check(params, ids) -> None:
     require_float(NAME, "params.table", params.table)
     require_rank(NAME, "params.table", params.table, 2, hint="Expected (num_embeddings, features).")
@@ -100,4 +105,5 @@ def embedding_bwd(res, y_bar):
     return EmbeddingParams(table_bar.astype(dtype)), None
 
 
-embedding = make_layer(embedding_auto, embedding_fwd, embedding_bwd, name=NAME, init=embedding_init)
+embedding = make_layer(embedding_auto, embedding_fwd, embedding_bwd, name=NAME, init=embedding_init,
+                       infer=embedding_infer)

@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
 
-__all__ = ["Layer", "make_layer", "bind", "split_keywords", "dtype_token"]
+__all__ = ["Layer", "make_layer", "bind", "split_keywords", "dtype_token", "Like", "ROLES", "infer_from_features"]
+
+# What each positional argument of a layer is, for the model combinators (``_model``):
+ROLES = ("params", "x", "state", "key")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +47,17 @@ class Layer:
         hyperparameters only, not array keywords (see the module docstring).
       init: ``init(key, ...) -> params`` for layers with parameters, else ``None``.
       name: short name used in error messages and reports.
-      takes_params: whether the first positional argument is a parameter pytree. ``serial`` uses
-        it to decide between ``layer(params, x)`` and ``layer(x)``.
+      takes_params: whether the first positional argument is a parameter pytree.
+      roles: what each positional argument is, for models (``serial`` & co.): ``"params"``, ``"x"``
+        (the data input; several ``"x"`` mean the model feeds a tuple, as lstm's ``(xs, state)``),
+        ``"state"`` (non-differentiated state: the layer returns ``(y, new_state)``, as batch_norm)
+        or ``"key"`` (a PRNG key the model splits per layer and per call, as dropout's).
+      infer: ``infer(key, x, *sizes) -> (params, state)``: the layer's parameters (and state)
+        for an input ``x`` (a ``jax.ShapeDtypeStruct``, or a tuple of them), so a model needs
+        only the sizes that the input does not give (``None``: nothing to infer beyond ``init``).
+      sizes: the sizes ``infer`` takes beyond the input, set with :meth:`sized`.
+      composed: True for a model (``serial``, ``residual``, ...): ``apply`` chains the children's
+        hand rules and ``fwd``/``bwd`` are the explicit chain, two paths that checks compare.
     """
 
     apply: Callable[..., Any]
@@ -54,18 +67,61 @@ class Layer:
     init: Optional[Callable[..., Any]]
     name: str
     takes_params: bool = False
+    roles: tuple = ("x",)
+    infer: Optional[Callable[..., Any]] = None
+    sizes: tuple = ()
+    composed: bool = False
 
     def __call__(self, *args, **hyper):
         return self.apply(*args, **hyper)
 
     def __repr__(self) -> str:
-        return f"<jaxback Layer {self.name}>"
+        sizes = f" sized{self.sizes}" if self.sizes else ""
+        return f"<jaxback Layer {self.name}{sizes}>"
+
+    def sized(self, *sizes) -> "Layer":
+        """This layer with the sizes a model cannot infer from its input, e.g.
+        ``jb.linear.sized(10)`` (10 outputs; the input size comes from the data) or
+        ``jb.conv2d.sized(16, 3)`` (16 channels, 3x3 kernel). See ``jaxback._model``."""
+        if self.infer is None:
+            raise TypeError(f"{self.name}: sized() needs a layer whose parameters a model can infer "
+                            f"(it has no `infer`); got sizes {sizes!r}.")
+        try:
+            inspect.signature(self.infer).bind(None, None, *sizes)
+        except TypeError as e:
+            raise TypeError(f"{self.name}.sized{sizes!r}: {e}; the sizes are those of "
+                            f"{self.name}.infer{inspect.signature(self.infer)} after (key, x).") from None
+        return dataclasses.replace(self, sizes=sizes)
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class Like:
+    """The static shape and dtype of a primal: a residual with no array leaves (zero bytes), for
+    rules that need only those (a reshape, a split, a zero cotangent)."""
+
+    shape: tuple
+    dtype: np.dtype
+
+    @classmethod
+    def of(cls, x) -> "Like":
+        return cls(tuple(jax.numpy.shape(x)), jax.numpy.result_type(x))
 
 
 def dtype_token(a) -> jax.Array:
     """A zero-size array of ``a``'s dtype, for residuals: ``bwd`` needs only the dtype of an input
     (a bias) to cast its cotangent, and residuals may only hold arrays. It holds 0 bytes."""
     return jax.numpy.zeros((0,), jax.numpy.result_type(a))
+
+
+def infer_from_features(init):
+    """An ``infer`` for layers whose only size is the input's last axis (norms, attention):
+    ``(init(key, x.shape[-1], x.dtype), None)``."""
+    def infer(key, x):
+        return init(key, x.shape[-1], x.dtype), None
+
+    infer.__doc__ = f"For a model: ``{init.__name__}(key, x.shape[-1], x.dtype)``; no state."
+    return infer
 
 
 def split_keywords(keywords: dict) -> tuple[dict, dict]:
@@ -91,7 +147,23 @@ def _hyper_key(name: str, hyper: dict) -> tuple:
     return key
 
 
-def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None) -> Layer:
+def keyword_names(fn) -> Optional[frozenset]:
+    """The keyword arguments ``fn`` accepts (``None``: any, it takes ``**kwargs``)."""
+    parameters = inspect.signature(fn).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+def check_keywords(name: str, allowed: Optional[frozenset], keywords) -> None:
+    """A misspelt hyperparameter is a clear TypeError naming the layer, not a raw one from inside."""
+    unknown = sorted(set(keywords) - allowed) if allowed is not None else []
+    if unknown:
+        raise TypeError(f"{name}: unknown keyword argument(s) {', '.join(map(repr, unknown))}; "
+                        f"{name} accepts {', '.join(sorted(allowed)) or 'none'}.")
+
+
+def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None, roles=None, infer=None) -> Layer:
     """Build a :class:`Layer` from its forward and hand-derived rule.
 
     Args:
@@ -103,6 +175,8 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None) -> La
       init: ``init(key, ...) -> params`` for layers with parameters.
       takes_params: whether the first positional argument is a parameter pytree; defaults to
         ``init is not None``.
+      roles, infer: for models, see :class:`Layer`; ``roles`` defaults to ``("params", "x")``
+        or ``("x",)``.
 
     Returns:
       A Layer whose ``apply`` is ``jax.custom_vjp(auto)`` with ``defvjp(fwd, bwd)``.
@@ -131,15 +205,23 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None) -> La
         rule.defvjp(rule_fwd, rule_bwd)
         return rule
 
+    allowed = keyword_names(auto)
+
     @functools.wraps(auto)
     def apply(*args, **keywords):
+        check_keywords(name, allowed, keywords)
         hyper, arrays = split_keywords(keywords)
         names = tuple(sorted(arrays))
         return _rule_for(_hyper_key(name, hyper), names)(*args, *(arrays[n] for n in names))
 
     if takes_params is None:
         takes_params = init is not None
-    return Layer(apply, auto, fwd, bwd, init, name, takes_params)
+    if roles is None:
+        roles = ("params", "x") if takes_params else ("x",)
+    if not set(roles) <= set(ROLES) or (roles[0] == "params") != takes_params or "x" not in roles:
+        raise ValueError(f"make_layer({name}): roles must name each positional argument from {ROLES}, "
+                         f"with 'params' first exactly when takes_params, and at least one 'x'; got {roles!r}.")
+    return Layer(apply, auto, fwd, bwd, init, name, takes_params, tuple(roles), infer)
 
 
 def bind(layer: Layer, **keywords) -> Layer:
@@ -148,14 +230,18 @@ def bind(layer: Layer, **keywords) -> Layer:
     The result is a Layer like any other (so it can go into ``serial``); its name records the
     bound hyperparameters. Bound array keywords (a fixed mask) are constants of the new layer.
     """
+    check_keywords(f"bind({layer.name})", keyword_names(layer.auto), keywords)
     hyper, arrays = split_keywords(keywords)
     _hyper_key(layer.name, hyper)  # fail early on unhashable values
     settings = ", ".join([f"{k}={v!r}" for k, v in sorted(hyper.items())] + sorted(arrays))
-    return make_layer(
+    bound = make_layer(
         functools.partial(layer.auto, **keywords),
         functools.partial(layer.fwd, **keywords),
         functools.partial(layer.bwd, **hyper),
         name=f"{layer.name}({settings})",
         init=layer.init,
         takes_params=layer.takes_params,
+        roles=layer.roles,
+        infer=layer.infer,
     )
+    return dataclasses.replace(bound, sizes=layer.sizes)

@@ -59,6 +59,11 @@ def linear_init(key, in_features: int, out_features: int, dtype=jnp.float32) -> 
     return LinearParams(w=w, b=jnp.zeros((out_features,), dtype))
 
 
+def linear_infer(key, x, out_features: int):
+    """For a model: ``(params, None)`` with ``in_features = x.shape[-1]``, in ``x``'s dtype."""
+    return linear_init(key, x.shape[-1], out_features, x.dtype), None
+
+
 def _check(params, x) -> None:
     require_float(NAME, "x", x)
     require_float(NAME, "params.w", params.w)
@@ -98,4 +103,4 @@ def linear_bwd(res, y_bar):
     return LinearParams(w_bar, b_bar), x_bar
 
 
-linear = make_layer(linear_auto, linear_fwd, linear_bwd, name=NAME, init=linear_init)
+linear = make_layer(linear_auto, linear_fwd, linear_bwd, name=NAME, init=linear_init, infer=linear_infer)

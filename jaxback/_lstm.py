@@ -128,6 +128,13 @@ def lstm_state(batch: int, hidden_size: int, dtype=jnp.float32) -> LSTMState:
     return LSTMState(zeros, zeros)
 
 
+def lstm_infer(key, x, hidden_size: int):
+    """For a model, whose input is the pair ``x = (xs, state)``: ``(params, None)`` with
+    ``input_size = xs.shape[-1]``, in ``xs``'s dtype."""
+    xs, _ = x
+    return lstm_init(key, xs.shape[-1], hidden_size, xs.dtype), None
+
+
 def _check(params, xs, state) -> None:
     for arg, value, kind in (("params", params, LSTMParams), ("state", state, LSTMState)):
         if not isinstance(value, kind):
@@ -248,4 +255,5 @@ def lstm_bwd(res, y_bar):
     return _bptt(res, y_bar)
 
 
-lstm = make_layer(lstm_auto, lstm_fwd, lstm_bwd, name=NAME, init=lstm_init)
+lstm = make_layer(lstm_auto, lstm_fwd, lstm_bwd, name=NAME, init=lstm_init, roles=("params", "x", "x"),
+                  infer=lstm_infer)

@@ -77,7 +77,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._layer import make_layer
+from ._layer import infer_from_features, make_layer
 from ._validate import describe, require_float, require_rank
 
 __all__ = ["LayerNormParams", "RMSNormParams", "layer_norm", "rms_norm"]
@@ -212,7 +212,7 @@ def layer_norm_bwd(res, y_bar, eps=1e-5):
 
 
 layer_norm = make_layer(layer_norm_auto, layer_norm_fwd, layer_norm_bwd, name="layer_norm",
-                        init=layer_norm_init)
+                        init=layer_norm_init, infer=infer_from_features(layer_norm_init))
 
 
 # rms_norm -----------------------------------------------------------------------------------------
@@ -246,4 +246,5 @@ def rms_norm_bwd(res, y_bar, eps=1e-6):
     return RMSNormParams(sum_rows(t, params.scale.dtype)), x_bar.astype(x.dtype)
 
 
-rms_norm = make_layer(rms_norm_auto, rms_norm_fwd, rms_norm_bwd, name="rms_norm", init=rms_norm_init)
+rms_norm = make_layer(rms_norm_auto, rms_norm_fwd, rms_norm_bwd, name="rms_norm", init=rms_norm_init,
+                      infer=infer_from_features(rms_norm_init))

@@ -47,28 +47,17 @@ nothing but x's static shape and dtype (a ``_Like`` record with no array leaves:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from ._conv import explicit_padding, pair
-from ._layer import make_layer
+from ._layer import Like as _Like, make_layer
 from ._validate import require_float, require_rank
 
 __all__ = ["max_pool2d", "avg_pool2d", "flatten"]
-
-
-@jax.tree_util.register_static
-@dataclasses.dataclass(frozen=True)
-class _Like:
-    """The static shape and dtype of a primal: a residual with no array leaves."""
-
-    shape: tuple
-    dtype: np.dtype
 
 
 def _check(name, x, window, stride, padding):

@@ -13,12 +13,12 @@ PARAMS = jb.LinearParams(jnp.ones((3, 2)), jnp.zeros(2))
 
 
 def test_serial_refuses_params_of_the_wrong_length():
-    with pytest.raises(ValueError, match=r"serial\(linear, relu\): params must be a tuple with one entry per layer \(2"):
+    with pytest.raises(ValueError, match=r"serial: params must be a tuple with one entry per layer \(2: linear, relu\)"):
         jb.serial(jb.linear, jb.relu)((PARAMS,), jnp.ones((4, 3)))
 
 
 def test_serial_refuses_non_layers():
-    with pytest.raises(TypeError, match=r"serial: every argument must be a jaxback Layer"):
+    with pytest.raises(TypeError, match=r"a model's children must be jaxback Layers or models"):
         jb.serial(jb.linear, jnp.tanh)
 
 
