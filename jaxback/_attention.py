@@ -96,7 +96,8 @@ from ._layer import infer_from_features, make_layer
 __all__ = ["AttentionParams", "attention"]
 
 NAME = "attention"
-UNTILED_UP_TO = 1024  # block_size=None: untiled for T <= this (measured: benchmarks/attention_scaling.py)
+UNTILED_UP_TO = 256  # block_size=None: untiled for T <= this (benchmarks/attention_scaling.py: tiled 1.5x
+                     # slower at T=256, 0.85x at 512, 0.48x at 1024, 0.28x at 2048)
 DEFAULT_BLOCK = 128   # and blocks of this many rows above it
 
 
