@@ -41,24 +41,29 @@ Chain rule, from the top down; y_bar = dL/dy: (N, T, D).
             w_o_bar = merge(o).T @ y_bar               summed over (n, t)
             b_o_bar = y_bar.sum((0, 1))
 
-Residuals (the flash-attention idea, Dao et al. 2022): ``res = (params, x, q, k, v, o, lse, mask)``,
-q, k, v, o: (N, H, T, d), i.e. N*T*D numbers each, lse: (N, H, T, 1), and ``mask`` only if one was
-given (an input, kept by reference, not a new activation). Never P: ``bwd`` recomputes s from q and k
-and p = exp(s - m - lse). So res holds 5*N*T*D + N*H*T numbers, where autodiff keeps P and more,
-N*H*T*T each. The backward still builds (T, T) temporaries (p, p_bar, s_bar) for one call; only a
-tiled loop over key blocks, as in the flash kernels, would avoid those (not done here).
+Residuals (the flash-attention idea, Dao et al. 2022): ``res = (params, x, q, k, v, o, m, lse,
+mask)``, q, k, v, o: (N, H, T, d), i.e. N*T*D numbers each, m, lse: (N, H, T, 1), and ``mask`` only if
+one was given (an input, kept by reference, not a new activation). Never P: ``bwd`` recomputes s from
+q and k and p = exp(s - m - lse). So res holds 5*N*T*D + 2*N*H*T numbers, where autodiff keeps P and
+more, N*H*T*T each.
+
+Tiling (``block_size``, see _attention_tiled.py for the block form of these equations): the untiled
+path above still builds (T, T) temporaries (s, p, p_bar, s_bar) inside one call; the tiled path
+visits (B, B) blocks of them in a loop, so a jitted gradient's temp grows as T*d. ``block_size=None``
+picks: untiled up to T = UNTILED_UP_TO (where it measured faster), else blocks of DEFAULT_BLOCK
+rows; an int B tiles with blocks of B (B >= T is one block: the untiled code). ``auto`` runs the
+same schedule, so autodiff differentiates the very loop the hand rule replaces.
 
 NOTE (lse): L = m + lse is the row's log-sum-exp, m = max_j s its finite row maximum, and
-lse = log sum_j exp(s - m) in [0, log T]. We save lse, not L (which flash attention stores), and
-recompute m by one more max over the recomputed s: L rounds at the scale of m (for scores ~1e7,
-an absolute error ~1e-9, hence a relative error ~1e-9 in every recomputed P), while lse keeps
-full precision.
-NOTE (rowsum): flash attention takes the row sum as rowsum(o_bar * o), which saves a pass over a
-(T, T) block when tiling; we hold the whole row of p and p_bar anyway, and rowsum(p_bar * p) is the
-more accurate: for a saturated row (p one-hot, scores ~1e7) it equals p_bar[i, k] exactly, so
-s_bar = 0 as it should, while o_bar . o and o_bar . v_k round differently and leave noise of
-eps |o_bar| |v| that q_bar, k_bar and then w_q_bar, w_k_bar amplify by |k| |x| (measured: 1e-5
-where autodiff gives 0, at |x| ~ 1e4).
+lse = log sum_j exp(s - m) in [0, log T]. We save m and lse, not L (which flash attention stores):
+L rounds at the scale of m (for scores ~1e7, an absolute error ~1e-9, hence a relative error ~1e-9
+in every recomputed P), while lse keeps full precision.
+NOTE (rowsum): flash attention takes the row sum as rowsum(o_bar * o); rowsum(p_bar * p) (the tiled
+path sums it block by block) is the more accurate: for a
+saturated row (p one-hot, scores ~1e7) it equals p_bar[i, k] exactly, so s_bar = 0 as it should,
+while o_bar . o and o_bar . v_k round differently and leave noise of eps |o_bar| |v| that q_bar,
+k_bar and then w_q_bar, w_k_bar amplify by |k| |x| (measured: 1e-5 where autodiff gives 0, at
+|x| ~ 1e4).
 NOTE (fully masked rows): a query that may see no key has no softmax. Convention: its row of P is
 0, so its row of O is 0, its y is b_o, and it sends no gradient into q, k, v (only b_o_bar sees its
 y_bar). m is set to 0 where the row max is -inf and lse to log(1) = 0 where the row sum is 0, so
@@ -75,20 +80,25 @@ So only the output has a bias, and the rule stays four matrix products.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
+from ._attention_tiled import scores as _scores
+from ._attention_tiled import tiled_backward, tiled_forward
+from ._attention_checks import check
 from ._layer import infer_from_features, make_layer
-from ._validate import describe, require_float, require_rank
 
 __all__ = ["AttentionParams", "attention"]
 
 NAME = "attention"
+UNTILED_UP_TO = 256  # block_size=None: untiled for T <= this (benchmarks/attention_scaling.py: tiled 1.5x
+                     # slower at T=256, 0.85x at 512, 0.48x at 1024, 0.28x at 2048)
+DEFAULT_BLOCK = 128   # and blocks of this many rows above it
 
 
 class AttentionParams(NamedTuple):
@@ -106,44 +116,6 @@ def attention_init(key, width: int, dtype=jnp.float32) -> AttentionParams:
     keys = jax.random.split(key, 4)
     w_q, w_k, w_v, w_o = (jax.random.normal(k, (width, width), dtype) / math.sqrt(max(width, 1)) for k in keys)
     return AttentionParams(w_q, w_k, w_v, w_o, jnp.zeros((width,), dtype))
-
-
-def _check(params, x, num_heads, causal, mask) -> None:
-    if not isinstance(params, AttentionParams):
-        raise TypeError(f"{NAME}: params must be AttentionParams(w_q, w_k, w_v, w_o, b_o) (the cotangent "
-                        f"mirrors its structure); got {type(params).__name__}.")
-    require_float(NAME, "x", x)
-    require_rank(NAME, "x", x, 3, hint="Expected (batch, sequence, width); use x[None] for one sequence.")
-    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
-        raise ValueError(f"{NAME}: num_heads must be a positive Python int; got num_heads={num_heads!r}.")
-    if not isinstance(causal, bool):
-        raise TypeError(f"{NAME}: causal must be True or False; got causal={causal!r}.")
-    n, t, width = x.shape
-    if width % num_heads:
-        divisors = ", ".join(str(h) for h in range(1, width + 1) if width % h == 0)
-        raise ValueError(f"{NAME}: num_heads={num_heads} must divide the width D={width} (x.shape[-1]); got x "
-                         f"{describe(x)}. Choose num_heads among {divisors}.")
-    for field, expected in zip(params._fields, [(width, width)] * 4 + [(width,)]):
-        value = getattr(params, field)
-        require_float(NAME, f"params.{field}", value)
-        if jnp.shape(value) != expected:
-            raise ValueError(f"{NAME}: params.{field} must have shape {expected} to match the width D={width} "
-                             f"of x {describe(x)}; got {field} {describe(value)}.")
-    if mask is not None:
-        _check_mask(mask, (n, num_heads, t, t))
-
-
-def _check_mask(mask, full) -> None:
-    if not isinstance(mask, (jax.Array, np.ndarray)) or jnp.result_type(mask) != jnp.bool_:
-        got = describe(mask) if isinstance(mask, (jax.Array, np.ndarray)) else repr(mask)
-        raise TypeError(f"{NAME}: mask must be a boolean array (True = may attend) or None; got {got}.")
-    try:
-        fits = np.broadcast_shapes(mask.shape, full) == full
-    except ValueError:
-        fits = False
-    if not fits:
-        raise ValueError(f"{NAME}: mask must broadcast to (N, num_heads, T, T) = {full}, e.g. (T, T); "
-                         f"got mask {describe(mask)}.")
 
 
 # shared maths: auto, fwd and bwd all use these -----------------------------------------------------------
@@ -175,10 +147,10 @@ def _allowed(t, causal, mask):
     return mask
 
 
-def _scores(q, k, allowed):
-    """s = q @ k.T / sqrt(d), -inf where not allowed: (N, H, T, T)."""
-    s = jnp.einsum("nhie,nhje->nhij", q, k) / math.sqrt(q.shape[-1])
-    return s if allowed is None else jnp.where(allowed, s, -jnp.inf)
+def _block(t, block_size):
+    """Rows per block for a sequence of length T, or None: the untiled path (one block)."""
+    block = (DEFAULT_BLOCK if t > UNTILED_UP_TO else t) if block_size is None else block_size
+    return None if block >= t else block
 
 
 def _row_shift(s):
@@ -193,29 +165,37 @@ def _log_row_sum(s, m):
     return jnp.log(jnp.where(l > 0, l, jnp.ones_like(l)))
 
 
-def _forward(params, x, num_heads, causal, mask):
-    """y and the intermediates (q, k, v, o, lse) in the compute dtype."""
+def _untiled_forward(q, k, v, causal, mask):
+    """o, m, lse: (N, H, T, d), (N, H, T, 1), (N, H, T, 1), with the whole (T, T) s at once."""
+    s = _scores(q, k, _allowed(q.shape[2], causal, mask))
+    m = _row_shift(s)
+    lse = _log_row_sum(s, m)
+    return jnp.exp(s - m - lse) @ v, m, lse                       # (N, H, T, T)(N, H, T, d)
+
+
+def _forward(params, x, num_heads, causal, mask, block_size):
+    """y and the intermediates (q, k, v, o, m, lse) in the compute dtype."""
     dtype = _compute_dtype(params, x)
     p32, x32 = _as(params, dtype), x.astype(dtype)
     q, k, v = (_split(x32 @ w, num_heads) for w in (p32.w_q, p32.w_k, p32.w_v))
-    s = _scores(q, k, _allowed(x.shape[1], causal, mask))
-    m = _row_shift(s)
-    lse = _log_row_sum(s, m)
-    o = jnp.exp(s - m - lse) @ v                                   # (N, H, T, T)(N, H, T, d)
+    block = _block(x.shape[1], block_size)
+    o, m, lse = _untiled_forward(q, k, v, causal, mask) if block is None else tiled_forward(q, k, v, causal, mask, block)
     y = _merge(o) @ p32.w_o + p32.b_o
-    return y.astype(jnp.result_type(x, *params)), (q, k, v, o, lse)
+    return y.astype(jnp.result_type(x, *params)), (q, k, v, o, m, lse)
 
 
-def attention_auto(params: AttentionParams, x, *, num_heads: int, causal: bool = False, mask=None):
+def attention_auto(params: AttentionParams, x, *, num_heads: int, causal: bool = False, mask=None,
+                   block_size=None):
     """Multi-head self-attention; x: (N, T, D) -> y: (N, T, D). ``mask``: True = may attend."""
-    _check(params, x, num_heads, causal, mask)
-    return _forward(params, x, num_heads, causal, mask)[0]
+    check(AttentionParams, params, x, num_heads, causal, mask, block_size)
+    return _forward(params, x, num_heads, causal, mask, block_size)[0]
 
 
-def attention_fwd(params: AttentionParams, x, *, num_heads: int, causal: bool = False, mask=None):
-    _check(params, x, num_heads, causal, mask)
-    y, (q, k, v, o, lse) = _forward(params, x, num_heads, causal, mask)
-    return y, (params, x, q, k, v, o, lse, mask)
+def attention_fwd(params: AttentionParams, x, *, num_heads: int, causal: bool = False, mask=None,
+                  block_size=None):
+    check(AttentionParams, params, x, num_heads, causal, mask, block_size)
+    y, heads = _forward(params, x, num_heads, causal, mask, block_size)
+    return y, (params, x, *heads, mask)
 
 
 def _outer(a, b):
@@ -223,21 +203,32 @@ def _outer(a, b):
     return jnp.einsum("ntd,nte->de", a, b)
 
 
-def attention_bwd(res, y_bar, *, num_heads: int, causal: bool = False, mask=None):
-    params, x, q, k, v, o, lse, saved_mask = res  # ``mask`` here is only ever a static None
-    p32, x32, y_bar32 = _as(params, q.dtype), x.astype(q.dtype), y_bar.astype(q.dtype)
-    s = _scores(q, k, _allowed(q.shape[2], causal, saved_mask))
-    p = jnp.exp(s - _row_shift(s) - lse)                           # recomputed, never saved
-    o_bar = _split(y_bar32 @ p32.w_o.T, num_heads)
+def _untiled_backward(q, k, v, o, m, lse, o_bar, causal, mask):
+    """q_bar, k_bar, v_bar: (N, H, T, d), with whole (T, T) blocks (the Backward lines above)."""
+    p = jnp.exp(_scores(q, k, _allowed(q.shape[2], causal, mask)) - m - lse)  # recomputed, never saved
     v_bar = jnp.einsum("nhij,nhie->nhje", p, o_bar)                # p.T @ o_bar
     p_bar = jnp.einsum("nhie,nhje->nhij", o_bar, v)                # o_bar @ v.T
     s_bar = p * (p_bar - jnp.sum(p_bar * p, axis=-1, keepdims=True))
     q_bar = jnp.einsum("nhij,nhje->nhie", s_bar, k) / math.sqrt(q.shape[-1])
     k_bar = jnp.einsum("nhij,nhie->nhje", s_bar, q) / math.sqrt(q.shape[-1])
-    qkv_bar = [_merge(a) for a in (q_bar, k_bar, v_bar)]
+    return q_bar, k_bar, v_bar
+
+
+def _backward(res, y_bar, num_heads, causal, heads_backward):
+    """Cotangents of (params, x): the projections' chain rule around ``heads_backward`` (either path)."""
+    params, x, q, k, v, o, m, lse, saved_mask = res  # ``mask`` here is only ever a static None
+    p32, x32, y_bar32 = _as(params, q.dtype), x.astype(q.dtype), y_bar.astype(q.dtype)
+    o_bar = _split(y_bar32 @ p32.w_o.T, num_heads)
+    qkv_bar = [_merge(a) for a in heads_backward(q, k, v, o, m, lse, o_bar, causal, saved_mask)]
     x_bar = sum(a @ w.T for a, w in zip(qkv_bar, p32[:3]))
     grads = [_outer(x32, a) for a in qkv_bar] + [_outer(_merge(o), y_bar32), y_bar32.sum((0, 1))]
     return AttentionParams(*(g.astype(w.dtype) for g, w in zip(grads, params))), x_bar.astype(x.dtype)
+
+
+def attention_bwd(res, y_bar, *, num_heads: int, causal: bool = False, mask=None, block_size=None):
+    block = _block(res[2].shape[2], block_size)
+    heads_backward = _untiled_backward if block is None else functools.partial(tiled_backward, block=block)
+    return _backward(res, y_bar, num_heads, causal, heads_backward)
 
 
 attention = make_layer(attention_auto, attention_fwd, attention_bwd, name=NAME, init=attention_init,

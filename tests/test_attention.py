@@ -17,6 +17,7 @@ import jaxback as jb
 from jaxback._attention import AttentionParams, attention
 from jaxback._layer import make_layer
 from jaxback.testing import check_vjp, random_cotangent
+from jaxback.testing.memory import compiled_temp_bytes
 from jaxback.testing._entries_attention import ATTENTION as INFO, _mutant
 
 RNG = np.random.default_rng(0)
@@ -128,3 +129,53 @@ def test_init():
     np.testing.assert_array_equal(params.b_o, np.zeros(256))
     np.testing.assert_allclose([float(jnp.var(w)) for w in params[:4]], 1 / 256, rtol=0.05)
     assert attention.init(jax.random.PRNGKey(0), 4, jnp.float64).w_q.dtype == jnp.float64
+
+
+# the tiled path ------------------------------------------------------------------------------------------
+def test_tiled_path_needs_a_fraction_of_the_untiled_temp_memory():
+    """jit(grad)'s temp at T=512, blocks of 64: the (T, T) temporaries are gone (measured 0.23x)."""
+    params, x = _args(1, 512, 16, jnp.float32)
+    y_bar = random_cotangent(x)
+
+    def temp_bytes(block_size):
+        fn = functools.partial(attention.apply, num_heads=2, causal=True, block_size=block_size)
+        return compiled_temp_bytes(fn, (params, x), y_bar)
+
+    assert temp_bytes(64) < 0.5 * temp_bytes(512)
+
+
+def test_tiled_saturated_rows_give_exact_zeros_in_float32():
+    """NOTE (rowsum) in _attention_tiled.py: D summed as rowsum(p_bar * p) block by block."""
+    from jaxback.testing._entries_attention import _cast, _fixed_args
+    params, x = _cast(_fixed_args((2, 4, 4), scale=1e4), jnp.float32)
+    params_bar, _ = _vjp(attention.apply, (params, x), jnp.ones_like(x), num_heads=2, block_size=2)
+    np.testing.assert_array_equal(params_bar.w_q, 0.0)
+    np.testing.assert_array_equal(params_bar.w_k, 0.0)
+    assert np.abs(params_bar.w_v).max() > 1e3
+
+
+def test_automatic_block_size_switches_at_the_documented_length():
+    from jaxback._attention import DEFAULT_BLOCK, UNTILED_UP_TO, _block
+    assert _block(UNTILED_UP_TO, None) is None and _block(UNTILED_UP_TO + 1, None) == DEFAULT_BLOCK
+    assert _block(100, 100) is None and _block(100, 32) == 32
+
+
+def test_the_tiled_mutant_harness_with_no_mutation_passes():
+    from jaxback.testing._entries_attention_tiled import TILED, _mutant as _tiled_mutant
+    harness = make_layer(attention.auto, attention.fwd, _tiled_mutant("none").bwd, name="attention[tiled none]",
+                         init=attention.init)
+    for hyper in TILED.hypers[:2]:  # a mask in blocks of 3 (padded); causal in blocks of 2
+        check_vjp(harness, *TILED.args(0, shape=(2, 4, 6)), fd=False, **hyper)
+
+
+def test_tiled_matches_untiled_for_every_block_size_and_setting():
+    """Blocks of 2 and 3 (padded) against the untiled autodiff (the registry entry covers the rest)."""
+    params, x = _args(2, 5, 6)
+    mask = jnp.asarray(RNG.random((5, 5)) < 0.6).at[2].set(False)
+    y_bar = random_cotangent(x)
+    for causal, m in [(True, None), (False, mask)]:
+        want = _vjp(attention.auto, (params, x), y_bar, num_heads=2, causal=causal, mask=m)
+        for block_size in (2, 3):
+            got = _vjp(attention.apply, (params, x), y_bar, num_heads=2, causal=causal, mask=m, block_size=block_size)
+            for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+                np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)

@@ -7,8 +7,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from .._attention import (AttentionParams, _allowed, _as, _merge, _outer, _row_shift, _scores, _split,
-                          attention)
+from .._attention import AttentionParams, _allowed, _as, _merge, _outer, _scores, _split, attention
 from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
 from .strategies import values
 
@@ -127,11 +126,10 @@ def _right_steps():
 def _mutant(name, **wrong):
     steps = {**_right_steps(), **wrong}
 
-    def bwd(res, y_bar, *, num_heads, causal=False, mask=None):
-        params, x, q, k, v, o, lse, saved_mask = res
+    def bwd(res, y_bar, *, num_heads, causal=False, mask=None, block_size=None):
+        params, x, q, k, v, o, m, lse, saved_mask = res
         n = dict(q=q, k=k, causal=causal, mask=saved_mask, y_bar=y_bar.astype(q.dtype))
-        s = _scores(q, k, steps["allowed"](n))
-        n["p"] = jnp.exp(s - _row_shift(s) - lse)
+        n["p"] = jnp.exp(_scores(q, k, steps["allowed"](n)) - m - lse)
         n["o_bar"] = o_bar = _split(n["y_bar"] @ params.w_o.astype(q.dtype).T, num_heads)
         n["p_bar"] = jnp.einsum("nhie,nhje->nhij", o_bar, v)
         n["s_bar"] = steps["s_bar"](n)

@@ -1,0 +1,210 @@
+"""Tiled attention: the maths of _attention.py, one (B, B) block of scores at a time.
+
+Every array below is per head (a leading (N, H) is left implicit) and in the compute dtype.
+Cut the T queries into blocks of B rows, Q_i = Q[i*B : (i+1)*B]: (B, d), and the T keys alike, K_j,
+V_j: (B, d) (the last block is padded with zero rows; padded keys are never allowed). Block (i, j) of
+the scores is S_ij = Q_i @ K_j.T / sqrt(d): (B, B). Only one such block exists at a time, so memory
+grows as T*d, not T*T. A block whose pairs are all masked (under ``causal``: every j > i) is skipped.
+
+Forward, "online softmax" (Milakov & Gimelshein 2018; flash attention). For query block i keep, per
+row, a running maximum m, a running sum l and a running output acc, and visit the key blocks j:
+            s     = S_ij, -inf where not allowed              (B, B)
+            m_new = max(m, rowmax(s))                         (B, 1); m starts at -inf
+            shift = m_new, or 0 where m_new = -inf            (no key seen yet: nothing to shift)
+            alpha = exp(m - shift)                            (B, 1), <= 1; 0 while m = -inf
+            p     = exp(s - shift)                            (B, B)
+            l     = alpha * l + rowsum(p)                     (B, 1)
+            acc   = alpha * acc + p @ V_j                     (B, B)(B, d) -> (B, d)
+  Why this is the untiled softmax: by induction, after any block, l = sum over the keys seen so far of
+  exp(s - shift) and acc = sum of exp(s - shift) * V[key], for the current shift: a new block adds its
+  own terms, and alpha turns the old terms' exp(s - m) into exp(s - shift) (exp(a - b) = exp(a - c) *
+  exp(c - b)). After the last block shift is the row max m of _attention.py, l its sum, so
+            O_i = acc / l,   lse_i = log l,   m_i = shift       (0, 0, 0 for a fully masked row: l = 0)
+  and the residuals are those of the untiled rule: O, m, lse, with p = exp(s - m - lse) for any block.
+
+Backward, block form of _attention.py's equations (the flash-attention-2 order, Dao 2023). The only
+whole-row quantity is the row sum in s_bar, D = rowsum(p_bar * p): (T, 1). A first pass over the
+blocks sums it, one block at a time, D_i = sum_j rowsum(p_bar_ij * p_ij). Then for each key block j,
+and in it each query block i (visible blocks only), recompute that block's p and add its shares:
+            p       = exp(S_ij - m_i - lse_i)                 (B, B)
+            p_bar   = o_bar_i @ V_j.T                          (B, d)(d, B) -> (B, B)
+            s_bar   = p * (p_bar - D_i)                        (B, B)
+            v_bar_j += p.T @ o_bar_i                           (B, B)(B, d) -> (B, d)
+            q_bar_i += s_bar @ K_j / sqrt(d)
+            k_bar_j += s_bar.T @ Q_i / sqrt(d)
+  Each untiled product, e.g. v_bar = P.T @ o_bar, is a sum over query rows; summing it block by block
+  over i gives the same sum, so the blocks add up to exactly the untiled cotangents.
+
+NOTE (rowsum): flash attention takes D = rowsum(o_bar * O) (equal: sum_j (o_bar[i] . V[j]) P[i, j] =
+o_bar[i] . O[i]), which needs no first pass. We pay the pass (2 of the backward's 7 block products)
+to keep the untiled rule's exactness at saturation: for a one-hot row of P, D is then the very
+p_bar[i, k] that s_bar subtracts it from, so s_bar = 0 exactly, while o_bar . O rounds differently
+from the product o_bar @ V.T and left w_q_bar, w_k_bar at 4e4 in float32 (true value 0; autodiff
+through the loop: 2e5) at the registry's saturated edge case. Measured there now: 0 exactly in
+float32; 3.3e-4 in float64 (2e-8 of max|w_v_bar|: the off-maximum p are tiny, not 0, and their
+block-by-block sum rounds differently from one whole-row sum).
+NOTE (jit): both loops are jitted functions (a no-op inside an outer jit): called op by op, as the
+registry's edge cases and mutants call them, each scan would otherwise compile anew at every call.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = ["scores", "tiled_forward", "tiled_backward", "block_allowed", "block_backward"]
+
+
+def scores(q, k, allowed):
+    """s = q @ k.T / sqrt(d), -inf where not allowed: (..., Tq, d), (..., Tk, d) -> (..., Tq, Tk)."""
+    s = jnp.einsum("nhie,nhje->nhij", q, k) / math.sqrt(q.shape[-1])
+    return s if allowed is None else jnp.where(allowed, s, -jnp.inf)
+
+
+def _blocks(a, block):
+    """(N, H, T, e) -> (T/B, N, H, B, e), rows zero-padded to a multiple of B."""
+    n, h, t, e = a.shape
+    count = -(-t // block)
+    a = jnp.pad(a, ((0, 0), (0, 0), (0, count * block - t), (0, 0)))
+    return a.reshape(n, h, count, block, e).transpose(2, 0, 1, 3, 4)
+
+
+def _unblocks(a, t):
+    """(T/B, N, H, B, e) -> (N, H, T, e), padding dropped."""
+    count, n, h, block, e = a.shape
+    return a.transpose(1, 2, 0, 3, 4).reshape(n, h, count * block, e)[:, :, :t]
+
+
+def _padded_mask(mask, t, block):
+    """The mask as (mN, mH, T', T'), T' = T padded to a multiple of B with False (never allowed)."""
+    if mask is None:
+        return None
+    mask = jnp.reshape(mask, (1,) * (4 - jnp.ndim(mask)) + jnp.shape(mask))
+    mask = jnp.broadcast_to(mask, mask.shape[:2] + (t, t))
+    pad = -(-t // block) * block - t
+    return jnp.pad(mask, ((0, 0), (0, 0), (0, pad), (0, pad))) if pad else mask
+
+
+def block_allowed(i, j, block, t, causal, mask):
+    """Which pairs of block (i, j) may attend: (B, B) or (mN, mH, B, B) boolean; None: all of them."""
+    rows = i * block + lax.broadcasted_iota(jnp.int32, (block, block), 0)
+    cols = j * block + lax.broadcasted_iota(jnp.int32, (block, block), 1)
+    terms = ([cols < t] if t % block else []) + ([cols <= rows] if causal else [])
+    if mask is not None:
+        terms.append(lax.dynamic_slice(mask, (0, 0, i * block, j * block), mask.shape[:2] + (block, block)))
+    allowed = None
+    for term in terms:
+        allowed = term if allowed is None else allowed & term
+    return allowed
+
+
+def _visit(allowed, update, carry):
+    """update(carry), or carry unchanged when no pair of the block may attend (skipped at run time)."""
+    return update(carry) if allowed is None else lax.cond(jnp.any(allowed), update, lambda c: c, carry)
+
+
+def _online_softmax_step(carry, q_i, k_j, v_j, allowed):
+    """One key block of the forward: (m, l, acc) -> (m_new, l, acc), see the module docstring."""
+    m, l, acc = carry
+    s = scores(q_i, k_j, allowed)
+    m_new = lax.stop_gradient(jnp.maximum(m, jnp.max(s, axis=-1, keepdims=True)))  # a constant shift
+    shift = jnp.where(jnp.isfinite(m_new), m_new, jnp.zeros_like(m_new))
+    alpha, p = jnp.exp(m - shift), jnp.exp(s - shift)
+    return m_new, alpha * l + jnp.sum(p, axis=-1, keepdims=True), alpha * acc + p @ v_j
+
+
+@functools.partial(jax.jit, static_argnames=("causal", "block"))  # NOTE (jit)
+def tiled_forward(q, k, v, causal, mask, block):
+    """o, m, lse from q, k, v: (N, H, T, d) -> (N, H, T, d), (N, H, T, 1), (N, H, T, 1)."""
+    t = q.shape[2]
+    q_blocks, k_blocks, v_blocks = (_blocks(a, block) for a in (q, k, v))
+    mask, index = _padded_mask(mask, t, block), jnp.arange(q_blocks.shape[0])
+
+    def query_block(_, xs):
+        i, q_i = xs
+
+        def key_block(carry, ys):
+            j, k_j, v_j = ys
+            allowed = block_allowed(i, j, block, t, causal, mask)
+            return _visit(allowed, lambda c: _online_softmax_step(c, q_i, k_j, v_j, allowed), carry), None
+
+        rows = q_i.shape[:-1] + (1,)
+        start = (jnp.full(rows, -jnp.inf, q.dtype), jnp.zeros(rows, q.dtype), jnp.zeros_like(q_i))
+        (m, l, acc), _ = lax.scan(key_block, start, (index, k_blocks, v_blocks))
+        l = jnp.where(l > 0, l, jnp.ones_like(l))  # fully masked row: acc = 0, so o = 0 and lse = 0
+        return None, (acc / l, jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m)), jnp.log(l))
+
+    _, outs = lax.scan(query_block, None, (index, q_blocks))
+    return tuple(_unblocks(a, t) for a in outs)
+
+
+def block_backward(q_i, k_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed):
+    """Block (i, j)'s shares of (q_bar_i, k_bar_j, v_bar_j), see the module docstring."""
+    sqrt_d = math.sqrt(q_i.shape[-1])
+    p = _block_p(q_i, k_j, m_i, lse_i, allowed)                       # recomputed (B, B)
+    p_bar = jnp.einsum("nhie,nhje->nhij", o_bar_i, v_j)               # o_bar_i @ v_j.T
+    s_bar = p * (p_bar - d_i)
+    return (jnp.einsum("nhij,nhje->nhie", s_bar, k_j) / sqrt_d,       # s_bar @ k_j
+            jnp.einsum("nhij,nhie->nhje", s_bar, q_i) / sqrt_d,       # s_bar.T @ q_i
+            jnp.einsum("nhij,nhie->nhje", p, o_bar_i))                # p.T @ o_bar_i
+
+
+def _block_p(q_i, k_j, m_i, lse_i, allowed):
+    """Block (i, j) of P, recomputed from the saved m and lse: (B, B)."""
+    return jnp.exp(scores(q_i, k_j, allowed) - m_i - lse_i)
+
+
+def row_sums(q_blocks, k_blocks, v_blocks, m_blocks, lse_blocks, o_bar_blocks, block, t, causal, mask):
+    """D = rowsum(p_bar * p), summed block by block over each query row: (T/B, N, H, B, 1)."""
+    index = jnp.arange(k_blocks.shape[0])
+
+    def query_block(_, xs):
+        i, q_i, m_i, lse_i, o_bar_i = xs
+
+        def key_block(d_i, ys):
+            j, k_j, v_j = ys
+            allowed = block_allowed(i, j, block, t, causal, mask)
+            add = lambda d: d + jnp.sum(jnp.einsum("nhie,nhje->nhij", o_bar_i, v_j) * _block_p(q_i, k_j, m_i, lse_i, allowed),
+                                        axis=-1, keepdims=True)
+            return _visit(allowed, add, d_i), None
+
+        return None, lax.scan(key_block, jnp.zeros_like(m_i), (index, k_blocks, v_blocks))[0]
+
+    return lax.scan(query_block, None, (index, q_blocks, m_blocks, lse_blocks, o_bar_blocks))[1]
+
+
+@functools.partial(jax.jit, static_argnames=("causal", "block", "kernel", "allowed_fn"))
+def tiled_backward(q, k, v, o, m, lse, o_bar, causal, mask, block, *, kernel=block_backward,
+                   allowed_fn=block_allowed):
+    """q_bar, k_bar, v_bar: (N, H, T, d) each (``o`` is unused: see NOTE (rowsum)). ``kernel`` and
+    ``allowed_fn`` are steps of the derivation (the registry's mutants swap one for a classic mistake)."""
+    t = q.shape[2]
+    mask, (q_blocks, m_blocks, lse_blocks, o_bar_blocks, k_blocks, v_blocks) = (
+        _padded_mask(mask, t, block), [_blocks(a, block) for a in (q, m, lse, o_bar, k, v)])
+    d_blocks = row_sums(q_blocks, k_blocks, v_blocks, m_blocks, lse_blocks, o_bar_blocks, block, t, causal, mask)
+    rows, index = (q_blocks, o_bar_blocks, m_blocks, lse_blocks, d_blocks), jnp.arange(k_blocks.shape[0])
+
+    def key_block(q_bar, xs):
+        j, k_j, v_j = xs
+
+        def query_block(kv_bar, ys):
+            i, q_i, o_bar_i, m_i, lse_i, d_i = ys
+            allowed = allowed_fn(i, j, block, t, causal, mask)
+
+            def add(carry):
+                k_bar_j, v_bar_j, _ = carry
+                q_share, k_share, v_share = kernel(q_i, k_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed)
+                return k_bar_j + k_share, v_bar_j + v_share, q_share
+
+            k_bar_j, v_bar_j, q_bar_i = _visit(allowed, add, (*kv_bar, jnp.zeros_like(q_i)))
+            return (k_bar_j, v_bar_j), q_bar_i
+
+        kv_bar, q_bar_shares = lax.scan(query_block, (jnp.zeros_like(k_j), jnp.zeros_like(v_j)), (index, *rows))
+        return q_bar + q_bar_shares, kv_bar
+
+    q_bar, (k_bar, v_bar) = lax.scan(key_block, jnp.zeros_like(rows[0]), (index, k_blocks, v_blocks))
+    return _unblocks(q_bar, t), _unblocks(k_bar, t), _unblocks(v_bar, t)

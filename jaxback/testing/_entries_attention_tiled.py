@@ -1,0 +1,135 @@
+"""Registry entry for the tiled path of attention (``block_size`` smaller than T).
+
+The same layer functions as the untiled entry, registered under their own name, so every generated
+check (float64 vs autodiff, finite differences, dtypes, jit, vmap, grad-of-grad, ...) runs on the
+block loops: ``auto`` differentiates the very loop (online softmax) that the hand rule replaces. The
+samples' T = 4 with blocks of 2 (2 x 2 blocks, one skipped under ``causal``) and of 3 (a padded last
+block), so padding, block skipping and the online rescaling all run under every check.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax.numpy as jnp
+
+from .._attention import _backward, _block, _scores, attention
+from .._attention_tiled import block_allowed, tiled_backward
+from .._layer import make_layer
+from ._entries_attention import (_EMPTY_ROW, _HEAD_MASK, _MASK, _P8, ATTENTION, ERROR_CASES, SHAPES, _cast, _close,
+                                 _equal, _finite, _fixed_args, _sample_args, _value_path, _x)
+from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
+
+tiled_attention = make_layer(attention.auto, attention.fwd, attention.bwd, name="attention (tiled)",
+                             init=attention.init)
+
+
+def _untiled(shape, **hyper):
+    """What the untiled path gives on the edge case's float64 arguments: the independent witness."""
+    return attention.auto(*_fixed_args(shape), **hyper)
+
+
+def _below(a, bound):
+    assert float(abs(a).max()) <= float(bound), (float(abs(a).max()), float(bound))
+
+
+_HIDDEN_BLOCKS = jnp.ones((4, 4), bool).at[:2, 2:].set(False).at[2:, :2].set(False)  # blocks (0,1), (1,0)
+EDGE_CASES = (
+    EdgeCase("fully masked query row, padded last block", lambda dt: _cast(_fixed_args((2, 3, 4)), dt),
+             "T = 3 in blocks of 2: query 1 sees no key, so y[:, 1] = b_o exactly; all cotangents finite",
+             lambda y, cots: (_equal(y[:, 1], _fixed_args((2, 3, 4))[0].b_o.astype(y.dtype)), _finite(*cots[0], cots[1])),
+             {"num_heads": 2, "mask": _EMPTY_ROW, "block_size": 2}),
+    EdgeCase("causal in blocks of 1: every block above the diagonal skipped", lambda dt: _cast(_fixed_args((2, 3, 4)), dt),
+             "y equals the untiled path's; the first token sees only itself: y[:, 0] = x[:, 0] @ w_v @ w_o + b_o",
+             lambda y, cots: (_close(y, _untiled((2, 3, 4), num_heads=2, causal=True)),
+                              _close(y[:, 0], _value_path(*_fixed_args((2, 3, 4)))[:, 0])),
+             {"num_heads": 2, "causal": True, "block_size": 1}),
+    EdgeCase("a mask that hides whole blocks (skipped at run time)", lambda dt: _cast(_fixed_args((2, 4, 4)), dt),
+             "blocks (0, 1) and (1, 0) are all False: y equals the untiled path's",
+             lambda y, cots: _close(y, _untiled((2, 4, 4), num_heads=2, mask=_HIDDEN_BLOCKS)),
+             {"num_heads": 2, "mask": _HIDDEN_BLOCKS, "block_size": 2}),
+    EdgeCase("saturated rows: scores ~1e7", lambda dt: _cast(_fixed_args((2, 4, 4), scale=1e4), dt),
+             "P rows one-hot, the maximum in either block: finite y and cotangents, |w_q_bar|, |w_k_bar| <= "
+             "1e-7 max|w_v_bar| (true value 0; float32 gives exact zeros, test_attention.py); autodiff through "
+             "the loop is noisier, so no comparison with it here",
+             lambda y, cots: (_finite(y, *cots[0], cots[1]), _below(cots[0].w_q, 1e-7 * abs(cots[0].w_v).max()),
+                              _below(cots[0].w_k, 1e-7 * abs(cots[0].w_v).max())),
+             {"num_heads": 2, "block_size": 2}, matches_autodiff=False),
+)
+
+ERROR_CASES = ERROR_CASES + (
+    ErrorCase("block_size = 0", lambda: (_P8, _x((2, 5, 8))), ValueError,
+              r"attention: block_size must be None \(automatic\) or a positive Python int \(rows per block\); "
+              r"got block_size=0", {"num_heads": 2, "block_size": 0}),
+)
+
+
+# mutants: the true block kernel, step by step, with one step swapped for a classic tiling mistake ---------
+def _right_steps():
+    sqrt_d = lambda b: math.sqrt(b["q"].shape[-1])
+    return dict(
+        p=lambda b: jnp.exp(_scores(b["q"], b["k"], b["allowed"]) - b["m"] - b["lse"]),
+        s_bar=lambda b: b["p"] * (b["p_bar"] - b["d"]),
+        q_bar=lambda b: jnp.einsum("nhij,nhje->nhie", b["s_bar"], b["k"]) / sqrt_d(b),
+        k_bar=lambda b: jnp.einsum("nhij,nhie->nhje", b["s_bar"], b["q"]) / sqrt_d(b),
+        v_bar=lambda b: jnp.einsum("nhij,nhie->nhje", b["p"], b["o_bar"]),
+    )
+
+
+def _mutant(name, allowed_fn=block_allowed, **wrong):
+    steps = {**_right_steps(), **wrong}
+
+    def kernel(q_i, k_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed):
+        b = dict(q=q_i, k=k_j, v=v_j, o_bar=o_bar_i, m=m_i, lse=lse_i, d=d_i, allowed=allowed)
+        b["p"] = steps["p"](b)
+        b["p_bar"] = jnp.einsum("nhie,nhje->nhij", o_bar_i, v_j)
+        b["s_bar"] = steps["s_bar"](b)
+        return tuple(steps[f"{a}_bar"](b) for a in "qkv")
+
+    def bwd(res, y_bar, *, num_heads, causal=False, mask=None, block_size=None):
+        block = _block(res[2].shape[2], block_size)
+        heads = functools.partial(tiled_backward, block=block, kernel=kernel, allowed_fn=allowed_fn)
+        return _backward(res, y_bar, num_heads, causal, heads)
+
+    return Mutant(name, bwd)
+
+
+def _diagonal_skipped(i, j, block, t, causal, mask):
+    """The causal block skip off by one: j >= i taken as hidden, so diagonal blocks are skipped too."""
+    allowed = block_allowed(i, j, block, t, causal, mask)
+    return allowed & (j < i) if causal else allowed
+
+
+def _no_triangle_in_diagonal_blocks(i, j, block, t, causal, mask):
+    """Skips the blocks above the diagonal but treats the diagonal block as fully visible."""
+    allowed = block_allowed(i, j, block, t, False, mask)
+    whole = jnp.broadcast_to(j <= i, (block, block)) if causal else None
+    return allowed if whole is None else (whole if allowed is None else allowed & whole)
+
+
+MUTANTS = (
+    _mutant("D from the block's own rowsum(p_bar * p), not the whole row's",
+            s_bar=lambda b: b["p"] * (b["p_bar"] - jnp.sum(b["p_bar"] * b["p"], axis=-1, keepdims=True))),
+    _mutant("lse left out when recomputing a block's p",
+            p=lambda b: jnp.exp(_scores(b["q"], b["k"], b["allowed"]) - b["m"])),
+    _mutant("v_bar_j += p @ o_bar_i instead of p.T @ o_bar_i",
+            v_bar=lambda b: jnp.einsum("nhij,nhje->nhie", b["p"], b["o_bar"])),
+    _mutant("k_bar_j missing 1/sqrt(d)", k_bar=lambda b: jnp.einsum("nhij,nhie->nhje", b["s_bar"], b["q"])),
+    _mutant("causal: diagonal blocks skipped (off by one)", allowed_fn=_diagonal_skipped),
+    _mutant("causal: diagonal blocks without their triangle", allowed_fn=_no_triangle_in_diagonal_blocks),
+)
+
+TILED = LayerInfo(
+    tiled_attention, _sample_args, SHAPES,
+    hypers=({"num_heads": 2, "mask": _MASK, "block_size": 3}, {"num_heads": 2, "causal": True, "block_size": 2},
+            {"num_heads": 2, "causal": True, "mask": _HEAD_MASK, "block_size": 2}),  # 3 settings: suite time
+    value_kinds=ATTENTION.value_kinds,
+    edge_cases=EDGE_CASES, error_cases=ERROR_CASES, mutants=MUTANTS,
+    bench_shape=(1, 512, 64), bench_hyper={"num_heads": 4, "causal": True, "block_size": 64},
+    notes=ATTENTION.notes.split(" At the saturated")[0] + " Saturated rows: the tiled rule takes the row sum as "
+          "rowsum(o_bar * o) (it never holds a whole row), so w_q_bar and w_k_bar there are rounding noise, "
+          "not the untiled rule's exact zeros.",
+)
+
+ENTRIES = (TILED,)
