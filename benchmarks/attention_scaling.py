@@ -70,7 +70,7 @@ def run(max_t, time_max_t, rounds):
         grads = {name: _grad(fn) for name, (fn, _) in variants().items()}
         memory[t] = {name: temp_mb(g, params, x, x) for name, g in grads.items()}
         if t <= time_max_t:
-            calls = {name: (lambda g=g: jax.block_until_ready(g(params, x, x))) for name, g in grads.items()}
+            calls = {name: (lambda g=g, x=x: jax.block_until_ready(g(params, x, x))) for name, g in grads.items()}
             if have("torch"):
                 calls["PyTorch SDPA"] = _torch_call(t)
             timing[t] = ratio_summary(interleaved(calls, rounds, 1, warmup=1), "hand untiled")
