@@ -19,7 +19,7 @@ from .._attention_tiled import block_allowed, tiled_backward
 from .._layer import make_layer
 from ._entries_attention import (_EMPTY_ROW, _HEAD_MASK, _MASK, _P8, ATTENTION, ERROR_CASES, SHAPES, _cast, _close,
                                  _equal, _finite, _fixed_args, _sample_args, _value_path, _x)
-from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
+from ._registry import FLAGS, EdgeCase, ErrorCase, LayerInfo, Mutant
 
 tiled_attention = make_layer(attention.auto, attention.fwd, attention.bwd, name="attention (tiled)",
                              init=attention.init)
@@ -125,6 +125,9 @@ TILED = LayerInfo(
     hypers=({"num_heads": 2, "mask": _MASK, "block_size": 3}, {"num_heads": 2, "causal": True, "block_size": 2},
             {"num_heads": 2, "causal": True, "mask": _HEAD_MASK, "block_size": 2}),  # 3 settings: suite time
     value_kinds=ATTENTION.value_kinds,
+    # the untiled entry's sharded check covers the sharded batch; this one skips the 4-device
+    # subprocess for suite time (the block loops are the same programs per example)
+    supports=frozenset(FLAGS) - {"sharding"},
     edge_cases=EDGE_CASES, error_cases=ERROR_CASES, mutants=MUTANTS,
     bench_shape=(1, 512, 64), bench_hyper={"num_heads": 4, "causal": True, "block_size": 64},
     notes=ATTENTION.notes.split(" At the saturated")[0] + " Saturated rows: the tiled rule takes the row sum as "

@@ -24,15 +24,23 @@ from .._model import Ctx, as_node
 from .._norm import layer_norm
 from .._pooling import flatten
 from .._positions import PositionParams, position_embedding
-from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
+from ._registry import FLAGS, EdgeCase, ErrorCase, LayerInfo, Mutant
 from .strategies import values
 
 SHAPES = ((4, 3), (2, 5, 3))
 MODEL_SHAPES = ((4, 3),)  # one shape family per model entry: each compiles a whole network
+# Sharded data is checked for every layer; models are sharded end to end by tests/test_train.py
+# (4 simulated devices = 1), so their entries skip the per-entry 4-device subprocess check.
+MODEL_SUPPORTS = frozenset(FLAGS) - {"sharding"}
+MODEL_DTYPES = (jnp.float64, jnp.float32)  # low precision is checked per layer; a network compiles per dtype
 
 
 def _arrays(rng, dtype, shape, kind, n=1):
     return tuple(jnp.asarray(values(rng, shape, kind), dtype) for _ in range(n))
+
+
+def assert_shape(a, shape):
+    assert a.shape == shape, f"expected shape {shape}, got {a.shape}"
 
 
 def _assert_zero(a):
@@ -60,7 +68,9 @@ FAN_IN_SUM = _structural(
      Mutant("splits y_bar evenly", lambda res, y_bar: (tuple(y_bar / len(res) for _ in res),))),
     (ErrorCase("shapes differ", lambda: ((jnp.ones(3), jnp.ones(4)),), ValueError,
                r"fan_in_sum: every branch must have the same shape"),
-     ErrorCase("not a tuple", lambda: (jnp.ones(3),), TypeError, r"fan_in_sum: xs must be a tuple")))
+     ErrorCase("not a tuple", lambda: (jnp.ones(3),), TypeError, r"fan_in_sum: xs must be a tuple")),
+    edges=(EdgeCase("one branch", lambda dt: ((jnp.ones(3, dt),),), "a single branch is the identity: x_bar = y_bar",
+                    lambda y, cots: _assert_zero(cots[0][0] - 1)),))
 
 
 def _concat_args(rng, dt, shape, kind):
@@ -80,7 +90,10 @@ FAN_IN_CONCAT = _structural(
          (y_bar[..., -res[0].shape[-1]:], y_bar[..., :res[1].shape[-1]]) if res[0].shape == res[1].shape
          else (y_bar[..., res[1].shape[-1]:], y_bar[..., :res[1].shape[-1]]),))),
     (ErrorCase("axis out of range", lambda: ((jnp.ones(3), jnp.ones(3)),), ValueError,
-               r"fan_in_concat: axis=2 must index every branch", {"axis": 2}),))
+               r"fan_in_concat: axis=2 must index every branch", {"axis": 2}),),
+    edges=(EdgeCase("an empty branch", lambda dt: ((jnp.ones((2, 0), dt), jnp.ones((2, 3), dt)),),
+                    "a branch of width 0 gets a (2, 0) gradient; the other gets all of y_bar",
+                    lambda y, cots: (assert_shape(cots[0][0], (2, 0)), _assert_zero(cots[0][1] - 1))),))
 
 SELECT = _structural(
     st.select, lambda rng, dt, shape, kind: (_arrays(rng, dt, shape, kind, 2),), SHAPES,
@@ -98,7 +111,9 @@ IDENTITY = _structural(
     (Mutant("zero gradient", lambda res, y_bar: (jnp.zeros_like(y_bar),)),
      Mutant("sign flip", lambda res, y_bar: (-y_bar,))),
     (ErrorCase("misspelt keyword", lambda: (jnp.ones(3),), TypeError, r"identity: unknown keyword argument\(s\) 'axis'",
-               {"axis": 0}),))
+               {"axis": 0}),),
+    edges=(EdgeCase("inf and nan pass through", lambda dt: (jnp.asarray([jnp.inf, -jnp.inf, jnp.nan], dt),),
+                    "y = x exactly, and x_bar = y_bar", lambda y, cots: _assert_zero(cots[0] - 1)),))
 
 RESHAPE = _structural(
     st.reshape, lambda rng, dt, shape, kind: _arrays(rng, dt, shape, kind), ((4, 3), (2, 2, 3)),
@@ -106,7 +121,9 @@ RESHAPE = _structural(
      Mutant("reversed", lambda res, y_bar, shape: (y_bar.reshape(-1)[::-1].reshape(res.shape),))),
     (ErrorCase("sizes differ", lambda: (jnp.ones((4, 3)),), ValueError, r"reshape: cannot reshape x shape=\(4, 3\)",
                {"shape": (5, -1)}),),
-    ({"shape": (-1,)}, {"shape": (3, -1)}))
+    ({"shape": (-1,)}, {"shape": (3, -1)}),
+    (EdgeCase("empty array", lambda dt: (jnp.ones((0, 3), dt),), "(0, 3) -> (0,) and back: an empty gradient of x's shape",
+              lambda y, cots: assert_shape(cots[0], (0, 3)), {"shape": (-1,)}),))
 
 
 # position_embedding (a layer the transformer experiments need; its entry sits with theirs) --------
@@ -164,7 +181,7 @@ def _mlp_halves_between_layers(res, y_bar, training=True):
 
 MLP_LAYERS = (linear.sized(4), tanh, linear.sized(3))
 SERIAL = LayerInfo(
-    MLP, _model_args(MLP), MODEL_SHAPES, value_kinds=("wide",),
+    MLP, _model_args(MLP), MODEL_SHAPES, value_kinds=("wide",), supports=MODEL_SUPPORTS, dtypes=MODEL_DTYPES,
     error_cases=(ErrorCase("params of the wrong length", lambda: ((None, None), jnp.ones((4, 3))), ValueError,
                            r"serial: params must be a tuple with one entry per layer \(3: linear, tanh, linear\)"),
                  ErrorCase("params for a parameter-free layer", lambda: (
@@ -192,7 +209,7 @@ def _residual_skip_twice(res, y_bar, training=True):
 
 
 RESIDUAL = LayerInfo(
-    BLOCK, _model_args(BLOCK), MODEL_SHAPES, value_kinds=("wide",),
+    BLOCK, _model_args(BLOCK), MODEL_SHAPES, value_kinds=("wide",), supports=MODEL_SUPPORTS, dtypes=MODEL_DTYPES,
     error_cases=(ErrorCase("params of the inner model", lambda: ((None,) * 3, jnp.ones((4, 3))), ValueError,
                            r"residual.serial: params must be a tuple with one entry per layer \(4: layer_norm"),),
     mutants=(Mutant("drops the skip term", _residual_without_skip),
@@ -217,7 +234,7 @@ def _parallel_keeps_first(res, y_bar, training=True):
 
 PARALLEL_BRANCHES = (linear.sized(2), serial(tanh, linear.sized(3)))
 PARALLEL = LayerInfo(
-    BRANCHES, _model_args(BRANCHES), MODEL_SHAPES, value_kinds=("wide",),
+    BRANCHES, _model_args(BRANCHES), MODEL_SHAPES, value_kinds=("wide",), supports=MODEL_SUPPORTS, dtypes=MODEL_DTYPES,
     error_cases=(ErrorCase("params of one branch", lambda: ((None, (None, None), None), jnp.ones((4, 3))), ValueError,
                            r"serial\[1\].parallel\[0\].linear: linear has parameters, got None"),),
     mutants=(Mutant("fork keeps the first branch's gradient", _parallel_keeps_first),
@@ -240,7 +257,7 @@ def _scaled_input_bar(res, out_bar, training=True):
 
 STATEFUL = LayerInfo(
     CNN, _model_args(CNN, with_state=True), ((2, 4, 4, 1),), ({"key": _KEY}, {"key": _KEY, "training": False}),
-    value_kinds=("wide",), finite_differences=False,
+    value_kinds=("wide",), finite_differences=False, supports=MODEL_SUPPORTS, dtypes=MODEL_DTYPES,
     error_cases=(ErrorCase("no key while training", lambda: (*_model_args(CNN, with_state=True)(
         np.random.default_rng(0), jnp.float32, (2, 4, 4, 1), "normal"),), ValueError,
         r"serial\[4\].dropout: needs a PRNG key while training"),),
