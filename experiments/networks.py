@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import jaxback as jb
 
 __all__ = ["digits_cnn", "transformer_block", "transformer_lm", "attention_copier", "lstm_copier",
-           "answer_loss"]
+           "answer_loss", "answers"]
 
 
 def conv_bn_relu(features: int):
@@ -57,7 +57,7 @@ def lstm_copier(vocab: int, width: int, hidden: int):
 
 
 # the copy task's loss: cross-entropy of the answers only ---------------------------------------
-def _answers(logits, k: int, time_major: bool):
+def answers(logits, k: int, time_major: bool):
     """The last ``k`` positions, batch-major: (N, K, V)."""
     return jnp.swapaxes(logits[-k:], 0, 1) if time_major else logits[:, -k:]
 
@@ -65,13 +65,13 @@ def _answers(logits, k: int, time_major: bool):
 def answer_loss_auto(logits, targets, *, time_major=False):
     """Mean softmax cross-entropy of the last K positions of logits (N, T, V), or (T, N, V) with
     ``time_major``, against targets (N, K)."""
-    answers = _answers(logits, targets.shape[1], time_major)
-    return jb.softmax_cross_entropy.auto(answers.reshape(-1, answers.shape[-1]), targets.reshape(-1))
+    picked = answers(logits, targets.shape[1], time_major)
+    return jb.softmax_cross_entropy.auto(picked.reshape(-1, picked.shape[-1]), targets.reshape(-1))
 
 
 def answer_loss_fwd(logits, targets, *, time_major=False):
-    answers = _answers(logits, targets.shape[1], time_major)
-    loss, res = jb.softmax_cross_entropy.fwd(answers.reshape(-1, answers.shape[-1]), targets.reshape(-1))
+    picked = answers(logits, targets.shape[1], time_major)
+    loss, res = jb.softmax_cross_entropy.fwd(picked.reshape(-1, picked.shape[-1]), targets.reshape(-1))
     return loss, (res, jnp.zeros(logits.shape[:2] + (0,), logits.dtype))  # (T, N) or (N, T), 0 bytes
 
 

@@ -69,11 +69,13 @@ def copy_task(rng, n: int, k: int, symbols: int):
 
 # the models (``networks``) and how each is fed ---------------------------------------------------
 class Task(NamedTuple):
-    """A model, its loss, and ``feed(inputs) -> x``: the model's input for a batch of rows."""
+    """A model, its loss, ``feed(inputs) -> x`` (the model's input for a batch of rows) and whether
+    its logits are time-major (T, N, V)."""
 
     model: jb.Model
     loss: jb.Layer
     feed: Callable
+    time_major: bool = False
 
 
 def attention_task(vocab, length, width, heads):
@@ -83,7 +85,7 @@ def attention_task(vocab, length, width, heads):
 def lstm_task(vocab, width, hidden):
     """Time-major: the lstm takes ``(xs (T, N, D), initial state)``; its logits are (T, N, V)."""
     return Task(networks.lstm_copier(vocab, width, hidden), jb.bind(networks.answer_loss, time_major=True),
-                lambda ids: (ids.T, jb.lstm_state(ids.shape[0], hidden)))
+                lambda ids: (ids.T, jb.lstm_state(ids.shape[0], hidden)), time_major=True)
 
 
 # training: the shared per-mode loop ----------------------------------------------------------------
@@ -114,8 +116,7 @@ def train_model(name, task, params0, args, test):
     @jax.jit
     def accuracies(params, inputs, targets):
         logits = task.model.auto(params, task.feed(inputs))
-        time_major = not isinstance(task.feed(inputs), jax.Array)
-        answers = networks._answers(logits, targets.shape[1], time_major)
+        answers = networks.answers(logits, targets.shape[1], task.time_major)
         hit = jnp.argmax(answers, -1) == targets
         return jnp.mean(hit), jnp.mean(jnp.all(hit, axis=1))
 

@@ -25,8 +25,8 @@ identity(x): y = x, x_bar = y_bar (a branch that passes its input through, in ``
 
 reshape(x, shape=...): y = x.reshape(shape) (row-major);  x_bar = y_bar.reshape(x.shape).
 
-Residuals: only static shapes and dtypes (``Like``, zero bytes), except ``select``, which keeps
-nothing either (zeros are rebuilt from the shapes). Each cotangent is cast to its primal's dtype.
+Residuals: only static shapes and dtypes (``Like``, zero bytes; ``select`` keeps every element's,
+to rebuild the zeros), and nothing for ``identity``. Each cotangent is cast to its primal's dtype.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ import jaxback as jb
 from jaxback.testing import check_vjp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
-import networks  # noqa: E402  (only jax and jaxback: the experiments' own model builders)
+import networks  # noqa: E402  (the experiments' own model builders)
+from _common import model_gradients  # noqa: E402  (the experiments' three gradient modes)
 
 KEY = jax.random.PRNGKey(0)
 
@@ -46,27 +47,22 @@ def _problems():
 PROBLEMS = _problems()
 
 
-def _vjp_or_auto(method, model, loss, params, state, x, target, key):
-    def objective(p):
-        out = getattr(model, method)(p, x, *((state,) if model.has_state else ()), key=key)
-        y, new_state = out if model.has_state else (out, None)
-        return getattr(loss, method)(y, target), new_state
-    return jax.value_and_grad(objective, has_aux=True)(params)
+def _gradients(mode, model, loss, params, state, x, target, key):
+    """``((loss, new_state), grads)`` in one mode: the experiments' own ``model_gradients``."""
+    return model_gradients(model, loss, mode)(params, state, x, target, key)
 
 
 def _explicit(model, loss, params, state, x, target, key):
-    out = jb.backprop(model, loss, params, x, target, state=state, key=key)
-    return out if model.has_state else ((out[0], None), out[1])
+    return _gradients("explicit", model, loss, params, state, x, target, key)
 
 
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_three_modes_agree_on_every_experiment_network(name):
     model, loss, params, state, x, target = PROBLEMS[name]
-    run = lambda f, *a: jax.jit(lambda p: f(*a[:1], model, loss, p, state, x, target, KEY) if a
-                                else f(model, loss, p, state, x, target, KEY))(params)
-    (l_e, s_e), g_e = run(_explicit)
-    (l_v, s_v), g_v = run(_vjp_or_auto, "apply")
-    (l_a, s_a), g_a = run(_vjp_or_auto, "auto")
+    run = lambda mode: jax.jit(functools.partial(_gradients, mode, model, loss))(params, state, x, target, KEY)
+    (l_e, s_e), g_e = run("explicit")
+    (l_v, s_v), g_v = run("vjp")
+    (l_a, s_a), g_a = run("auto")
     assert l_e == l_v  # the same rules in the same order: bit for bit
     jax.tree_util.tree_map(np.testing.assert_array_equal, (g_e, s_e), (g_v, s_v))
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), g_e, g_a)
