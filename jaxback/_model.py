@@ -45,7 +45,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from ._layer import Layer, keyword_names
+from ._layer import Layer, keyword_names, saved_only
 
 __all__ = ["Model", "Node", "Ctx", "as_node", "make_model", "tree_paths", "spec_of"]
 
@@ -207,7 +207,7 @@ def _layer_node(layer: Layer) -> Node:
     def bwd(res, y_bar, ctx):
         layer_res, new_state = res
         out_bar = (y_bar, jax.tree_util.tree_map(jnp.zeros_like, new_state)) if has_state else y_bar
-        cotangents = layer.bwd(layer_res, out_bar, **hyper(ctx))
+        cotangents = layer.bwd(saved_only(layer_res), out_bar, **hyper(ctx))
         x_bars = tuple(c for r, c in zip(roles, cotangents) if r == "x")
         params_bar = cotangents[0] if layer.takes_params else None
         x_bar = x_bars if n_x > 1 else x_bars[0]
