@@ -91,7 +91,9 @@ from jax import lax
 from ._attention_tiled import scores as _scores
 from ._attention_tiled import tiled_backward, tiled_forward
 from ._attention_checks import check
+from ._init import lecun_normal
 from ._layer import infer_from_features, make_layer
+from ._statistics import compute_dtype
 
 __all__ = ["AttentionParams", "attention"]
 
@@ -114,15 +116,11 @@ class AttentionParams(NamedTuple):
 def attention_init(key, width: int, dtype=jnp.float32) -> AttentionParams:
     """LeCun normal ``N(0, 1/width)`` for each projection (unit-variance in, unit-variance out), b_o = 0."""
     keys = jax.random.split(key, 4)
-    w_q, w_k, w_v, w_o = (jax.random.normal(k, (width, width), dtype) / math.sqrt(max(width, 1)) for k in keys)
+    w_q, w_k, w_v, w_o = (lecun_normal(k, (width, width), width, dtype) for k in keys)
     return AttentionParams(w_q, w_k, w_v, w_o, jnp.zeros((width,), dtype))
 
 
 # shared maths: auto, fwd and bwd all use these -----------------------------------------------------------
-def _compute_dtype(params, x):
-    return jnp.promote_types(jnp.result_type(x, *params), jnp.float32)  # NOTE (precision)
-
-
 def _as(params, dtype) -> AttentionParams:
     return AttentionParams(*(p.astype(dtype) for p in params))
 
@@ -175,7 +173,7 @@ def _untiled_forward(q, k, v, causal, mask):
 
 def _forward(params, x, num_heads, causal, mask, block_size):
     """y and the intermediates (q, k, v, o, m, lse) in the compute dtype."""
-    dtype = _compute_dtype(params, x)
+    dtype = compute_dtype(x, *params)  # at least float32: NOTE (precision)
     p32, x32 = _as(params, dtype), x.astype(dtype)
     q, k, v = (_split(x32 @ w, num_heads) for w in (p32.w_q, p32.w_k, p32.w_v))
     block = _block(x.shape[1], block_size)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validate import describe, require_float, require_rank
+from ._validate import describe, require_bool, require_float, require_rank
 
 NAME = "attention"
 
@@ -20,8 +20,7 @@ def check(record, params, x, num_heads, causal, mask, block_size) -> None:
     require_rank(NAME, "x", x, 3, hint="Expected (batch, sequence, width); use x[None] for one sequence.")
     if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
         raise ValueError(f"{NAME}: num_heads must be a positive Python int; got num_heads={num_heads!r}.")
-    if not isinstance(causal, bool):
-        raise TypeError(f"{NAME}: causal must be True or False; got causal={causal!r}.")
+    require_bool(NAME, "causal", causal)
     if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1):
         raise ValueError(f"{NAME}: block_size must be None (automatic) or a positive Python int (rows per "
                          f"block); got block_size={block_size!r}.")
