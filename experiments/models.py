@@ -1,6 +1,7 @@
 """The models ``experiments/train.py`` trains, built from jaxback layers with the model API.
 
-Each builder returns a ``jb.Model``; ``model.init(key, x_example)`` gives its ``(params, state)``
+Each builder returns a ``jb.Model`` (their blocks are ``networks.py``'s, spliced flat into one
+serial); ``model.init(key, x_example)`` gives its ``(params, state)``
 (state is None unless the model has batch norm). ``MODELS`` maps the ``--model`` names to builders
 taking the data's shape facts (``classes`` or ``vocab``, ``context``) and a ``size``:
 ``"small"`` for the results, ``"tiny"`` for the tests (a few hundred parameters, fast to compile).
@@ -28,6 +29,7 @@ transformer (bytes, x = (ids, positions): two (N, T) int32 -> logits (N*T, V)), 
 from __future__ import annotations
 
 import jaxback as jb
+from networks import attention_sublayer, conv_bn_relu_layers, mlp_sublayer
 
 __all__ = ["MODELS", "mlp", "cnn", "transformer"]
 
@@ -40,7 +42,7 @@ def mlp(*, classes: int, size: str = "small", **_) -> jb.Model:
 
 def cnn(*, classes: int, size: str = "small", dropout: float = 0.25, **_) -> jb.Model:
     """Three 3x3 convolutions with batch norm on NHWC images: (N, H, W, 1) -> (N, classes)."""
-    block = lambda features: (jb.conv2d.sized(features, 3), jb.batch_norm, jb.relu)
+    block = conv_bn_relu_layers
     if size == "tiny":  # every kind of layer once: quick to compile
         return jb.serial(*block(2), jb.max_pool2d, jb.flatten, jb.bind(jb.dropout, rate=dropout),
                          jb.linear.sized(classes))
@@ -53,9 +55,7 @@ def cnn(*, classes: int, size: str = "small", dropout: float = 0.25, **_) -> jb.
 def transformer(*, vocab: int, context: int, size: str = "small", **_) -> jb.Model:
     """A causal pre-norm transformer on (ids, positions), each (N, T): -> logits (N*T, vocab)."""
     width, heads, blocks = {"small": (64, 4, 2), "tiny": (8, 2, 1)}[size]
-    attention_block = jb.residual(jb.serial(jb.layer_norm, jb.bind(jb.attention, num_heads=heads, causal=True)))
-    mlp_block = jb.residual(jb.serial(jb.layer_norm, jb.linear.sized(4 * width), jb.gelu,
-                                      jb.linear.sized(width)))
+    attention_block, mlp_block = attention_sublayer(heads), mlp_sublayer(width)
     return jb.serial(
         jb.parallel(jb.embedding.sized(vocab, width), jb.embedding.sized(context, width)), jb.fan_in_sum,
         *[b for _ in range(blocks) for b in (attention_block, mlp_block)],

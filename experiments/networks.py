@@ -10,12 +10,17 @@ import jax.numpy as jnp
 
 import jaxback as jb
 
-__all__ = ["digits_cnn", "transformer_block", "transformer_lm", "attention_copier", "lstm_copier",
-           "answer_loss", "answers"]
+__all__ = ["digits_cnn", "conv_bn_relu_layers", "attention_sublayer", "mlp_sublayer", "transformer_block",
+           "transformer_lm", "attention_copier", "lstm_copier", "answer_loss", "answers"]
+
+
+def conv_bn_relu_layers(features: int) -> tuple:
+    """conv3x3(features) -> batch_norm -> relu, as a tuple to nest in a serial or splice into one."""
+    return jb.conv2d.sized(features, 3), jb.batch_norm, jb.relu
 
 
 def conv_bn_relu(features: int):
-    return jb.serial(jb.conv2d.sized(features, 3), jb.batch_norm, jb.relu)
+    return jb.serial(*conv_bn_relu_layers(features))
 
 
 def digits_cnn(c1: int = 16, c2: int = 32, classes: int = 10, dropout: float = 0.25):
@@ -26,11 +31,19 @@ def digits_cnn(c1: int = 16, c2: int = 32, classes: int = 10, dropout: float = 0
                      jb.bind(jb.dropout, rate=dropout), jb.linear.sized(classes))
 
 
+def attention_sublayer(heads: int):
+    """``x + attn(ln(x))``, causal: the first half of a pre-LN transformer block."""
+    return jb.residual(jb.serial(jb.layer_norm, jb.bind(jb.attention, num_heads=heads, causal=True)))
+
+
+def mlp_sublayer(width: int, mlp_ratio: int = 4):
+    """``x + W2 gelu(W1 ln(x))``, hidden width ``mlp_ratio * width``: the second half."""
+    return jb.residual(jb.serial(jb.layer_norm, jb.linear.sized(mlp_ratio * width), jb.gelu, jb.linear.sized(width)))
+
+
 def transformer_block(width: int, heads: int, mlp_ratio: int = 4):
     """Pre-LN transformer block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))`` (causal attention)."""
-    attention = jb.serial(jb.layer_norm, jb.bind(jb.attention, num_heads=heads, causal=True))
-    mlp = jb.serial(jb.layer_norm, jb.linear.sized(mlp_ratio * width), jb.gelu, jb.linear.sized(width))
-    return jb.serial(jb.residual(attention), jb.residual(mlp))
+    return jb.serial(attention_sublayer(heads), mlp_sublayer(width, mlp_ratio))
 
 
 def transformer_lm(vocab: int, width: int, heads: int, depth: int, max_length: int):
