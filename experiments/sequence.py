@@ -206,7 +206,7 @@ def memory_panel(title, ts, series, guides):
 def memory_sweeps(path):
     n, d, h = ATT["n"], ATT["width"], ATT["heads"]
     att_ts, att = memory_sweep("attention", attention_memory, [64, 128, 256, 512, 1024], ATT,
-                               ("(5*N*D + N*heads)*4 B (x, q, k, v, o, lse)", (5 * n * d + n * h) * 4))
+                               ("(5*N*D + 2*N*heads)*4 B (x, q, k, v, o, m, lse)", (5 * n * d + 2 * n * h) * 4))
     n_l, d_l, h_l = LSTM["n"], LSTM["width"], LSTM["hidden"]
     lstm_ts, lst = memory_sweep("lstm", lstm_memory, [32, 64, 128, 256], LSTM,
                                 ("(D + 2*H)*N*4 B (xs, hs, cs)", (d_l + 2 * h_l) * n_l * 4),
