@@ -21,17 +21,3 @@ settings.register_profile("ci", derandomize=True, database=None, max_examples=4,
 settings.register_profile("dev", max_examples=4, **_COMMON)
 settings.register_profile("thorough", max_examples=200, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
-
-
-def pytest_collection_modifyitems(items):
-    """Under ``pytest -n``, one worker runs all of a layer's generated checks (``--dist loadgroup``
-    in pyproject.toml): its edge cases, mutants, true-rule and injected-error checks run the same
-    samples op by op, and each op compiles once per process, so the ops a mutant's check compiled
-    serve the next check instead of being compiled again on the other worker."""
-    import pytest
-
-    for item in items:
-        check = getattr(getattr(item, "callspec", None), "params", {}).get("check")
-        info = getattr(check, "info", None)
-        if info is not None:
-            item.add_marker(pytest.mark.xdist_group(info.name))
