@@ -11,18 +11,22 @@ from _markdown import ROOT, python_blocks, run_or_compare
 README = ROOT / "README.md"
 
 
-def test_quick_start_runs():
+def _quick_start_line():
     text = README.read_text(encoding="utf-8")
-    start = text.index("```python", text.index("## Quick start")) + len("```python")
-    code = text[start:text.index("```", start)]
-    namespace = {}
-    exec(compile(code, "README.md quick start", "exec"), namespace)
-    assert namespace["loss"].shape == () and namespace["grads"][1] is None
+    return text.count("\n", 0, text.index("```python", text.index("## Quick start"))) + 2
 
 
 @pytest.mark.parametrize("line, code", python_blocks(README), ids=lambda v: str(v) if isinstance(v, int) else "")
 def test_every_python_block_runs_or_matches_the_source(line, code):
-    run_or_compare(README, [(line, code)], {})
+    """Each block runs (or matches its source); the quick start's block also gives a scalar loss
+    and no gradient for the parameter-free tanh (it runs once, here, not again in a test of its own)."""
+    namespace = run_or_compare(README, [(line, code)], {})
+    if line == _quick_start_line():
+        assert namespace["loss"].shape == () and namespace["grads"][1] is None
+
+
+def test_the_quick_start_is_one_of_the_blocks():
+    assert _quick_start_line() in [line for line, _ in python_blocks(README)]
 
 
 def test_readme_has_python_blocks_and_an_excerpt():
