@@ -98,8 +98,8 @@ from ._statistics import compute_dtype
 __all__ = ["AttentionParams", "attention"]
 
 NAME = "attention"
-UNTILED_UP_TO = 256  # block_size=None: untiled for T <= this (benchmarks/attention_scaling.py: tiled 1.5x
-                     # slower at T=256, 0.85x at 512, 0.48x at 1024, 0.28x at 2048)
+UNTILED_UP_TO = 256  # block_size=None: untiled for T <= this (benchmarks/attention_scaling.py, quiet
+                     # machine: tiled 1.51x the untiled time at T=256, 0.97x at 512, 0.78x at 1024, 0.51x at 2048)
 DEFAULT_BLOCK = 128   # and blocks of this many rows above it
 
 
