@@ -36,7 +36,8 @@ MODELS = {"digits CNN b32 (experiments/models.py cnn)": _models.cnn_case,
 
 
 def _cases(only, big):
-    """``(name, steps, batch)``: ``steps = {variant: (jitted step, params)}``, built lazily."""
+    """``(name, build, batch)``: ``build()`` returns ``{variant: (jitted step, params)}``, so each
+    network's steps are traced only when its turn comes."""
     blocks = dict(BLOCKS, **({"pre-LN block N=8 T=1024 D=128": (8, 1024, 128)} if big else {}))
     if only in ("all", "mlp"):
         for name, (sizes, n) in MLPS.items():
