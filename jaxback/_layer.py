@@ -177,8 +177,8 @@ def check_keywords(name: str, allowed: Optional[frozenset], keywords) -> None:
 
 
 def saved_only(res):
-    """``res`` with its floating-point arrays passed through ``lax.optimization_barrier``, so that
-    ``bwd`` computes from what ``fwd`` saved.
+    """``res`` with its traced floating-point arrays passed through ``lax.optimization_barrier``, so
+    that ``bwd`` computes from what ``fwd`` saved.
 
     Without it, XLA's common-subexpression elimination in a jitted step may merge what ``bwd``
     recomputes (gelu's ``erfc``, attention's scores) with the forward's own intermediates and keep

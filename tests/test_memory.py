@@ -7,8 +7,11 @@ Only compiled (never run) at the benchmark shapes, apart from one forward for th
 
 import functools
 
+import jax
+import jax.numpy as jnp
 import pytest
 
+from jaxback._layer import saved_only
 from jaxback.testing import random_cotangent, registered
 from jaxback.testing.memory import compiled_temp_bytes, residual_bytes
 
@@ -35,3 +38,14 @@ def test_hand_rule_allocates_no_more_compiled_temp_than_autodiff(bench, with_out
     y_bar = random_cotangent(auto(*args))
     temp = functools.partial(compiled_temp_bytes, args=args, y_bar=y_bar, with_output=with_output)
     assert temp(hand) <= temp(auto)
+
+
+def test_saved_only_pins_traced_floating_residuals_only():
+    def barriers(*res):
+        eqns = jax.make_jaxpr(lambda *r: saved_only(r))(*res).eqns
+        return [len(e.invars) for e in eqns if e.primitive.name == "optimization_barrier"]
+
+    assert barriers(jnp.ones(3), jnp.arange(3), jax.random.PRNGKey(0)) == [1]  # the float only
+    assert barriers(jnp.arange(3), jax.random.PRNGKey(0)) == [0]  # integers and keys stay shareable
+    concrete = (jnp.ones(3), None, 2.0)
+    assert saved_only(concrete)[0] is concrete[0]  # op by op: passed through untouched
