@@ -34,7 +34,17 @@ and in it each query block i (visible blocks only), recompute that block's p and
             k_bar_j += s_bar.T @ Q_i / sqrt(d)
   Each untiled product, e.g. v_bar = P.T @ o_bar, is a sum over query rows; summing it block by block
   over i gives the same sum, so the blocks add up to exactly the untiled cotangents.
+  The code holds each block transposed (key-major: rows j, columns i), the same numbers in the other
+  order: p.T = exp(K_j @ Q_i.T / sqrt(d) - m_i.T - lse_i.T), p_bar.T = V_j @ o_bar_i.T,
+  s_bar.T = p.T * (p_bar.T - D_i.T); then v_bar_j += (p.T) @ o_bar_i, k_bar_j += (s_bar.T) @ Q_i / sqrt(d),
+  and q_bar_i.T += K_j.T @ (s_bar.T) / sqrt(d) (the transpose of q_bar_i's line: (A B).T = B.T A.T).
 
+NOTE (layout): XLA CPU hands a block product to its fast matmul (YNNPACK) only when the left operand
+contracts its last axis; s_bar.T @ Q_i in (i, j) order contracts s_bar's first axis and ran as a
+plain dot, 1.9x slower (`python benchmarks/kernels.py`, an (8, 4, 128, 128) block). In key-major
+order two of the three shares are of the fast form; the third is made so by keeping K_j.T, (d, B),
+as its own loop input (transposed once, outside the loops, where XLA cannot fold it back into the
+product) and summing q_bar transposed. Every product of both loops is then a fast one.
 NOTE (rowsum): flash attention takes D = rowsum(o_bar * O) (equal: sum_j (o_bar[i] . V[j]) P[i, j] =
 o_bar[i] . O[i]), which needs no first pass. We pay the pass (2 of the backward's 7 block products)
 to keep the untiled rule's exactness at saturation: for a one-hot row of P, D is then the very
@@ -56,7 +66,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["scores", "tiled_forward", "tiled_backward", "block_allowed", "block_backward"]
+__all__ = ["scores", "tiled_forward", "tiled_backward", "block_allowed", "block_backward", "transposed"]
 
 
 def scores(q, k, allowed):
@@ -142,20 +152,28 @@ def tiled_forward(q, k, v, causal, mask, block):
     return tuple(_unblocks(a, t) for a in outs)
 
 
-def block_backward(q_i, k_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed):
-    """Block (i, j)'s shares of (q_bar_i, k_bar_j, v_bar_j), see the module docstring."""
+def block_backward(q_i, k_j, k_t_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed):
+    """Block (i, j)'s shares of (q_bar_i.T, k_bar_j, v_bar_j), in the key-major form of the module
+    docstring (``k_t_j`` is k_j.T: (d, B), stored so; see NOTE (layout))."""
     sqrt_d = math.sqrt(q_i.shape[-1])
-    p = _block_p(q_i, k_j, m_i, lse_i, allowed)                       # recomputed (B, B)
-    p_bar = jnp.einsum("nhie,nhje->nhij", o_bar_i, v_j)               # o_bar_i @ v_j.T
-    s_bar = p * (p_bar - d_i)
-    return (jnp.einsum("nhij,nhje->nhie", s_bar, k_j) / sqrt_d,       # s_bar @ k_j
-            jnp.einsum("nhij,nhie->nhje", s_bar, q_i) / sqrt_d,       # s_bar.T @ q_i
-            jnp.einsum("nhij,nhie->nhje", p, o_bar_i))                # p.T @ o_bar_i
+    p_t = _block_p_t(q_i, k_j, m_i, lse_i, allowed)                  # recomputed P_ij.T: (B, B)
+    p_bar_t = jnp.einsum("nhje,nhie->nhji", v_j, o_bar_i)           # v_j @ o_bar_i.T
+    s_bar_t = p_t * (p_bar_t - transposed(d_i))
+    return (jnp.einsum("nhej,nhji->nhei", k_t_j, s_bar_t) / sqrt_d,  # k_j.T @ s_bar.T = q_bar_i share.T
+            jnp.einsum("nhji,nhie->nhje", s_bar_t, q_i) / sqrt_d,    # s_bar.T @ q_i
+            jnp.einsum("nhji,nhie->nhje", p_t, o_bar_i))             # p.T @ o_bar_i
 
 
-def _block_p(q_i, k_j, m_i, lse_i, allowed):
-    """Block (i, j) of P, recomputed from the saved m and lse: (B, B)."""
-    return jnp.exp(scores(q_i, k_j, allowed) - m_i - lse_i)
+def transposed(a):
+    """The last two axes swapped (a (B, B) block's transpose; (B, 1) -> (1, B)); None stays None."""
+    return None if a is None else jnp.swapaxes(a, -1, -2)
+
+
+def _block_p_t(q_i, k_j, m_i, lse_i, allowed):
+    """P_ij.T, recomputed from the saved m and lse: (B, B), rows = keys j, columns = queries i."""
+    s_t = jnp.einsum("nhje,nhie->nhji", k_j, q_i) / math.sqrt(q_i.shape[-1])   # k_j @ q_i.T = S_ij.T
+    s_t = s_t if allowed is None else jnp.where(transposed(allowed), s_t, -jnp.inf)
+    return jnp.exp(s_t - transposed(m_i) - transposed(lse_i))
 
 
 def row_sums(q_blocks, k_blocks, v_blocks, m_blocks, lse_blocks, o_bar_blocks, block, t, causal, mask):
@@ -168,8 +186,10 @@ def row_sums(q_blocks, k_blocks, v_blocks, m_blocks, lse_blocks, o_bar_blocks, b
         def key_block(d_i, ys):
             j, k_j, v_j = ys
             allowed = block_allowed(i, j, block, t, causal, mask)
-            add = lambda d: d + jnp.sum(jnp.einsum("nhie,nhje->nhij", o_bar_i, v_j) * _block_p(q_i, k_j, m_i, lse_i, allowed),
-                                        axis=-1, keepdims=True)
+            def add(d):
+                p_bar_t = jnp.einsum("nhje,nhie->nhji", v_j, o_bar_i)  # the very product block_backward takes
+                return d + transposed(jnp.sum(p_bar_t * _block_p_t(q_i, k_j, m_i, lse_i, allowed), axis=-2, keepdims=True))
+
             return _visit(allowed, add, d_i), None
 
         return None, lax.scan(key_block, jnp.zeros_like(m_i), (index, k_blocks, v_blocks))[0]
@@ -188,8 +208,8 @@ def tiled_backward(q, k, v, o, m, lse, o_bar, causal, mask, block, *, kernel=blo
     d_blocks = row_sums(q_blocks, k_blocks, v_blocks, m_blocks, lse_blocks, o_bar_blocks, block, t, causal, mask)
     rows, index = (q_blocks, o_bar_blocks, m_blocks, lse_blocks, d_blocks), jnp.arange(k_blocks.shape[0])
 
-    def key_block(q_bar, xs):
-        j, k_j, v_j = xs
+    def key_block(q_bar_t, xs):
+        j, k_j, k_t_j, v_j = xs
 
         def query_block(kv_bar, ys):
             i, q_i, o_bar_i, m_i, lse_i, d_i = ys
@@ -197,14 +217,15 @@ def tiled_backward(q, k, v, o, m, lse, o_bar, causal, mask, block, *, kernel=blo
 
             def add(carry):
                 k_bar_j, v_bar_j, _ = carry
-                q_share, k_share, v_share = kernel(q_i, k_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed)
-                return k_bar_j + k_share, v_bar_j + v_share, q_share
+                q_share_t, k_share, v_share = kernel(q_i, k_j, k_t_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed)
+                return k_bar_j + k_share, v_bar_j + v_share, q_share_t
 
-            k_bar_j, v_bar_j, q_bar_i = _visit(allowed, add, (*kv_bar, jnp.zeros_like(q_i)))
-            return (k_bar_j, v_bar_j), q_bar_i
+            k_bar_j, v_bar_j, q_bar_t_i = _visit(allowed, add, (*kv_bar, jnp.zeros_like(transposed(q_i))))
+            return (k_bar_j, v_bar_j), q_bar_t_i
 
-        kv_bar, q_bar_shares = lax.scan(query_block, (jnp.zeros_like(k_j), jnp.zeros_like(v_j)), (index, *rows))
-        return q_bar + q_bar_shares, kv_bar
+        kv_bar, q_bar_t_shares = lax.scan(query_block, (jnp.zeros_like(k_j), jnp.zeros_like(v_j)), (index, *rows))
+        return q_bar_t + q_bar_t_shares, kv_bar
 
-    q_bar, (k_bar, v_bar) = lax.scan(key_block, jnp.zeros_like(rows[0]), (index, k_blocks, v_blocks))
-    return _unblocks(q_bar, t), _unblocks(k_bar, t), _unblocks(v_bar, t)
+    xs = (index, k_blocks, transposed(k_blocks), v_blocks)  # k_j.T made once, outside the loops: NOTE (layout)
+    q_bar_t, (k_bar, v_bar) = lax.scan(key_block, jnp.zeros_like(transposed(q_blocks)), xs)
+    return _unblocks(transposed(q_bar_t), t), _unblocks(k_bar, t), _unblocks(v_bar, t)

@@ -185,7 +185,7 @@ def sympy_namespace() -> dict:
     sigmoid = sp.Lambda(z, 1 / (1 + sp.exp(-z)))
     softplus = sp.Lambda(z, sp.log(1 + sp.exp(z)))
     return {
-        "exp": vec(sp.exp), "log": vec(sp.log), "tanh": vec(sp.tanh), "erfc": vec(sp.erfc),
+        "exp": vec(sp.exp), "log": vec(sp.log), "tanh": vec(sp.tanh), "erf": vec(sp.erf),
         "sqrt": vec(sp.sqrt), "sigmoid": vec(sigmoid), "softplus": vec(softplus),
         "expm1": vec(lambda a: sp.exp(a) - 1), "log1p": vec(lambda a: sp.log(1 + a)),
         "pi": sp.pi, "number": sp.Rational, "sum": lambda a, axis=None: np.sum(a, axis=axis),
@@ -201,7 +201,7 @@ def jax_namespace() -> dict:
     import jax.numpy as jnp
 
     return {
-        "exp": jnp.exp, "log": jnp.log, "tanh": jnp.tanh, "erfc": jax.scipy.special.erfc,
+        "exp": jnp.exp, "log": jnp.log, "tanh": jnp.tanh, "erf": jax.scipy.special.erf,
         "sqrt": jnp.sqrt, "sigmoid": jax.nn.sigmoid, "softplus": jax.nn.softplus,
         "expm1": jnp.expm1, "log1p": jnp.log1p, "pi": math.pi, "number": float,
         "sum": lambda a, axis=None: jnp.sum(a, axis=axis), "ifelse": jnp.where,

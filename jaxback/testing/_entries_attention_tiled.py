@@ -15,7 +15,7 @@ import math
 import jax.numpy as jnp
 
 from .._attention import _backward, _block, _scores, attention
-from .._attention_tiled import block_allowed, tiled_backward
+from .._attention_tiled import block_allowed, transposed, tiled_backward
 from .._layer import make_layer
 from ._entries_attention import (_EMPTY_ROW, _HEAD_MASK, _MASK, _P8, ATTENTION, ERROR_CASES, SHAPES, _cast, _close,
                                  _equal, _finite, _fixed_args, _sample_args, _value_path, _x)
@@ -66,24 +66,26 @@ ERROR_CASES = ERROR_CASES + (
 
 
 # mutants: the true block kernel, step by step, with one step swapped for a classic tiling mistake ---------
+# The steps are block_backward's, in its key-major form: b["p"] is P_ij.T and the q share comes back
+# transposed, (d, B).
 def _right_steps():
     sqrt_d = lambda b: math.sqrt(b["q"].shape[-1])
     return dict(
-        p=lambda b: jnp.exp(_scores(b["q"], b["k"], b["allowed"]) - b["m"] - b["lse"]),
-        s_bar=lambda b: b["p"] * (b["p_bar"] - b["d"]),
-        q_bar=lambda b: jnp.einsum("nhij,nhje->nhie", b["s_bar"], b["k"]) / sqrt_d(b),
-        k_bar=lambda b: jnp.einsum("nhij,nhie->nhje", b["s_bar"], b["q"]) / sqrt_d(b),
-        v_bar=lambda b: jnp.einsum("nhij,nhie->nhje", b["p"], b["o_bar"]),
+        p=lambda b: jnp.exp(transposed(_scores(b["q"], b["k"], b["allowed"]) - b["m"] - b["lse"])),
+        s_bar=lambda b: b["p"] * (b["p_bar"] - transposed(b["d"])),
+        q_bar=lambda b: jnp.einsum("nhej,nhji->nhei", b["k_t"], b["s_bar"]) / sqrt_d(b),
+        k_bar=lambda b: jnp.einsum("nhji,nhie->nhje", b["s_bar"], b["q"]) / sqrt_d(b),
+        v_bar=lambda b: jnp.einsum("nhji,nhie->nhje", b["p"], b["o_bar"]),
     )
 
 
 def _mutant(name, allowed_fn=block_allowed, **wrong):
     steps = {**_right_steps(), **wrong}
 
-    def kernel(q_i, k_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed):
-        b = dict(q=q_i, k=k_j, v=v_j, o_bar=o_bar_i, m=m_i, lse=lse_i, d=d_i, allowed=allowed)
+    def kernel(q_i, k_j, k_t_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed):
+        b = dict(q=q_i, k=k_j, k_t=k_t_j, v=v_j, o_bar=o_bar_i, m=m_i, lse=lse_i, d=d_i, allowed=allowed)
         b["p"] = steps["p"](b)
-        b["p_bar"] = jnp.einsum("nhie,nhje->nhij", o_bar_i, v_j)
+        b["p_bar"] = jnp.einsum("nhje,nhie->nhji", v_j, o_bar_i)  # row_sums' very product: D stays exact
         b["s_bar"] = steps["s_bar"](b)
         return tuple(steps[f"{a}_bar"](b) for a in "qkv")
 
@@ -110,12 +112,12 @@ def _no_triangle_in_diagonal_blocks(i, j, block, t, causal, mask):
 
 MUTANTS = (
     _mutant("D from the block's own rowsum(p_bar * p), not the whole row's",
-            s_bar=lambda b: b["p"] * (b["p_bar"] - jnp.sum(b["p_bar"] * b["p"], axis=-1, keepdims=True))),
+            s_bar=lambda b: b["p"] * (b["p_bar"] - jnp.sum(b["p_bar"] * b["p"], axis=-2, keepdims=True))),
     _mutant("lse left out when recomputing a block's p",
-            p=lambda b: jnp.exp(_scores(b["q"], b["k"], b["allowed"]) - b["m"])),
+            p=lambda b: jnp.exp(transposed(_scores(b["q"], b["k"], b["allowed"]) - b["m"]))),
     _mutant("v_bar_j += p @ o_bar_i instead of p.T @ o_bar_i",
-            v_bar=lambda b: jnp.einsum("nhij,nhje->nhie", b["p"], b["o_bar"])),
-    _mutant("k_bar_j missing 1/sqrt(d)", k_bar=lambda b: jnp.einsum("nhij,nhie->nhje", b["s_bar"], b["q"])),
+            v_bar=lambda b: jnp.einsum("nhji,nhie->nhje", transposed(b["p"]), b["o_bar"])),
+    _mutant("k_bar_j missing 1/sqrt(d)", k_bar=lambda b: jnp.einsum("nhji,nhie->nhje", b["s_bar"], b["q"])),
     _mutant("causal: diagonal blocks skipped (off by one)", allowed_fn=_diagonal_skipped),
     _mutant("causal: diagonal blocks without their triangle", allowed_fn=_no_triangle_in_diagonal_blocks),
 )

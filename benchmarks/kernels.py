@@ -1,0 +1,83 @@
+"""Two choices inside the rules, measured side by side: gelu's Phi and the tiled backward's product form.
+
+    python benchmarks/kernels.py [--rounds 7]
+
+* gelu: the training step (gradients of params and x) of linear-gelu-linear at the T=512 block's MLP
+  shape, (8 * 512, 128) -> 512 -> 128, with Phi(x) = (1 + erf(x / sqrt(2))) / 2 (jaxback's), with the
+  equal erfc(-x / sqrt(2)) / 2, and with relu in gelu's place (the floor: the same program less
+  gelu's arithmetic). See NOTE (gelu's Phi) in jaxback/_activations.py.
+* block products: one (8, 4, 128, 128) x (8, 4, 128, 32) product of the tiled backward, contracting
+  the left operand's last axis (s @ q) or its first (s.T @ q, the (i, j)-order form of k_bar's share).
+  See NOTE (layout) in jaxback/_attention_tiled.py.
+Each table: medians of interleaved rounds, ratios to the first row within each round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+import jaxback as jb
+import jaxback._activations as activations
+from _bench import block, interleaved, machine, ratio_summary, table
+
+_PHI = {"erf (jaxback)": lambda x: 0.5 * (1 + lax.erf(x / math.sqrt(2))),
+        "erfc": lambda x: 0.5 * lax.erfc(-x / math.sqrt(2))}
+
+
+def _mlp_step(activation, phi=None):
+    """A jitted gradient of sum(model(p, x)**2) for linear-activation-linear, gelu traced with ``phi``."""
+    model = jb.serial(jb.linear.sized(512), activation, jb.linear.sized(128))
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((8, 512, 128)), jnp.float32)
+    params, _ = model.init(jax.random.PRNGKey(0), x)
+    step = jax.jit(jax.grad(lambda p, x: jnp.sum(model(p, x) ** 2), argnums=(0, 1)))
+    default, activations._normal_cdf = activations._normal_cdf, phi or activations._normal_cdf
+    try:
+        compiled = step.lower(params, x).compile()  # traced now, with this phi
+    finally:
+        activations._normal_cdf = default
+    return lambda: block(compiled(params, x))
+
+
+def gelu_table(rounds):
+    fns = {f"gelu, Phi by {name}": _mlp_step(jb.gelu, phi) for name, phi in _PHI.items()}
+    fns["relu in gelu's place"] = _mlp_step(jb.relu)
+    return _table(fns, rounds, reps=5, what="linear-gelu-linear training step")
+
+
+def product_table(rounds):
+    rng = np.random.default_rng(0)
+    s = jnp.asarray(rng.standard_normal((8, 4, 128, 128)), jnp.float32)
+    q = jnp.asarray(rng.standard_normal((8, 4, 128, 32)), jnp.float32)
+    forms = {"s @ q (left operand contracts its last axis)": "nhij,nhje->nhie",
+             "s.T @ q (left operand contracts its first axis)": "nhij,nhie->nhje"}
+    fns = {}
+    for name, spec in forms.items():
+        product = jax.jit(lambda s, q, spec=spec: jnp.einsum(spec, s, q))
+        fns[name] = lambda product=product: block(product(s, q))
+    return _table(fns, rounds, reps=20, what="block product")
+
+
+def _table(fns, rounds, reps, what):
+    summary = ratio_summary(interleaved(fns, rounds, reps), reference=next(iter(fns)))
+    rows = [(name, f"{median * 1e3:.2f}", f"{ratio:.2f} ({low:.2f}-{high:.2f})")
+            for name, (median, ratio, low, high) in summary.items()]
+    return table([what, "median ms", "ratio to the first row"], rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args(argv)
+    print(f"Machine: {machine()}. float32.\n")
+    print(gelu_table(args.rounds) + "\n")
+    print(product_table(args.rounds))
+
+
+if __name__ == "__main__":
+    main()
