@@ -66,7 +66,10 @@ def _callers(steps, batch):
     return calls
 
 
-def _reps(fn, budget=0.05):
+def _reps(fn, budget=0.2):
+    """Calls per round, so that a variant's round lasts about ``budget`` seconds: a 2 ms step timed
+    once per round is mostly timer and scheduler noise. Timed after one warm-up call (which compiles)."""
+    fn()
     start = time.perf_counter()
     fn()
     return max(1, int(budget / max(time.perf_counter() - start, 1e-6)))

@@ -181,7 +181,7 @@ def saved_only(res):
     that ``bwd`` computes from what ``fwd`` saved.
 
     Without it, XLA's common-subexpression elimination in a jitted step may merge what ``bwd``
-    recomputes (gelu's ``erfc``, attention's scores) with the forward's own intermediates and keep
+    recomputes (gelu's ``erf``, attention's scores) with the forward's own intermediates and keep
     those alive until the backward: memory the rule was written not to spend (a 2-block transformer
     LM step, batch 32, T=64, D=64: 40 MiB of compiled temp without the barrier, 28 with it).
     Integer residuals (PRNG keys, indices) and non-arrays pass unchanged: what is regenerated from
