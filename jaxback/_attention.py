@@ -98,8 +98,10 @@ from ._statistics import compute_dtype
 __all__ = ["AttentionParams", "attention"]
 
 NAME = "attention"
-UNTILED_UP_TO = 256  # block_size=None: untiled for T <= this (benchmarks/attention_scaling.py, quiet
-                     # machine: tiled 1.51x the untiled time at T=256, 0.97x at 512, 0.78x at 1024, 0.51x at 2048)
+UNTILED_UP_TO = 256  # block_size=None: untiled for T <= this. Measured 2026-12-01: the T=512 block's
+                     # attention (N=8, 4 heads of 32; 7 rounds beside a test suite) ran 1.9x slower
+                     # untiled; attention alone (benchmarks/attention_scaling.py, quiet: N=1, heads of
+                     # 16) tiled / untiled was 1.55x at T=256, 1.20x at 512, 0.83x at 1024, 0.61x at 2048
 DEFAULT_BLOCK = 128   # and blocks of this many rows above it
 
 
