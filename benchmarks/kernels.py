@@ -5,7 +5,8 @@
 * gelu: the training step (gradients of params and x) of linear-gelu-linear at the T=512 block's MLP
   shape, (8 * 512, 128) -> 512 -> 128, with Phi(x) = (1 + erf(x / sqrt(2))) / 2 (jaxback's), with the
   equal erfc(-x / sqrt(2)) / 2, and with relu in gelu's place (the floor: the same program less
-  gelu's arithmetic). See NOTE (gelu's Phi) in jaxback/_activations.py.
+  gelu's arithmetic); and each form's largest error against scipy in float64, x in [-10, 3].
+  See NOTE (gelu's Phi) in jaxback/_activations.py.
 * block products: one (8, 4, 128, 128) x (8, 4, 128, 32) product of the tiled backward, contracting
   the left operand's last axis (s @ q) or its first (s.T @ q, the (i, j)-order form of k_bar's share).
   See NOTE (layout) in jaxback/_attention_tiled.py.
@@ -26,7 +27,7 @@ import jaxback as jb
 import jaxback._activations as activations
 from _bench import block, interleaved, machine, ratio_summary, table
 
-_PHI = {"erf (jaxback)": lambda x: 0.5 * (1 + lax.erf(x / math.sqrt(2))),
+_PHI = {"erf (jaxback)": activations._normal_cdf,  # (1 + erf(x / sqrt(2))) / 2
         "erfc": lambda x: 0.5 * lax.erfc(-x / math.sqrt(2))}
 
 
@@ -63,6 +64,23 @@ def product_table(rounds):
     return _table(fns, rounds, reps=20, what="block product")
 
 
+def accuracy_table():
+    """Max |gelu error| of each Phi over x in [-10, 3], in float32 and float64, against scipy's float64
+    erfc form evaluated at the same (rounded) x: where each form loses digits, and how many."""
+    from scipy.special import erfc
+    rows = []
+    for dtype in ("float32", "float64"):
+        with jax.enable_x64(dtype == "float64"):
+            x = jnp.asarray(np.linspace(-10.0, 3.0, 200001), dtype)
+            x64 = np.asarray(x, np.float64)
+            truth = x64 * 0.5 * erfc(-x64 / math.sqrt(2))
+            for name, phi in _PHI.items():
+                error = np.abs(np.asarray(x * phi(x), np.float64) - truth)
+                worst = int(np.argmax(error))
+                rows.append((name, dtype, f"{error[worst]:.1e}", f"{x64[worst]:.2f}", f"{truth[worst]:.1e}"))
+    return table(["gelu = x * Phi(x)", "dtype", "max abs error on [-10, 3]", "at x", "gelu there"], rows)
+
+
 def _table(fns, rounds, reps, what):
     summary = ratio_summary(interleaved(fns, rounds, reps), reference=next(iter(fns)))
     rows = [(name, f"{median * 1e3:.2f}", f"{ratio:.2f} ({low:.2f}-{high:.2f})")
@@ -76,6 +94,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     print(f"Machine: {machine()}. float32.\n")
     print(gelu_table(args.rounds) + "\n")
+    print(accuracy_table() + "\n")
     print(product_table(args.rounds))
 
 

@@ -42,11 +42,11 @@ underflows to exactly 0 even in float64, so finite inputs get the unguarded form
 NaN inputs give NaN outputs.
 NOTE (gelu's Phi): Phi(x) = (1 + erf(x / sqrt(2))) / 2, the form of PyTorch's gelu. The equal
 erfc(-x / sqrt(2)) / 2 (jax.nn.gelu's) keeps Phi's relative accuracy in the far negative tail, where
-1 + erf cancels. Only that relative error grows: over x in [-10, 3] gelu's absolute error is at most
-8e-7 in float32 (at x = -5.2, where gelu = -1.4e-6; erfc's form: 2e-7) and 4.4e-16 in float64 (either
-form), against scipy in float64. We take erf because XLA CPU splits erfc's expansion into
+1 + erf cancels. The absolute error stays small: over x in [-10, 3] gelu's is at most 8e-7 in
+float32 (at x = -5.2, where gelu itself is -4.3e-7; erfc's form: 2e-7, at x = 3) and 4.4e-16 in
+float64 (either form), against scipy in float64. We take erf because XLA CPU splits erfc's expansion into
 four full-size loops wherever its input feeds a matmul: linear-gelu-linear's training step took
-1.70x as long with erfc as with erf, and relu in gelu's place 0.96x (`python benchmarks/kernels.py`).
+1.7-1.8x as long with erfc as with erf, and relu in gelu's place 0.94-0.98x (`python benchmarks/kernels.py`).
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ and in it each query block i (visible blocks only), recompute that block's p and
 
 NOTE (layout): XLA CPU hands a block product to its fast matmul (YNNPACK) only when the left operand
 contracts its last axis; s_bar.T @ Q_i in (i, j) order contracts s_bar's first axis and ran as a
-plain dot, 1.9x slower (`python benchmarks/kernels.py`, an (8, 4, 128, 128) block). In key-major
-order two of the three shares are of the fast form; the third is made so by keeping K_j.T, (d, B),
+plain dot, about 2x slower (`python benchmarks/kernels.py`: 1.9-2.3x at an (8, 4, 128, 128) block).
+In key-major order two of the three shares are of the fast form; the third is made so by keeping K_j.T, (d, B),
 as its own loop input (transposed once, outside the loops, where XLA cannot fold it back into the
 product) and summing q_bar transposed. Every product of both loops is then a fast one.
 NOTE (rowsum): flash attention takes D = rowsum(o_bar * O) (equal: sum_j (o_bar[i] . V[j]) P[i, j] =
@@ -171,8 +171,7 @@ def transposed(a):
 
 def _block_p_t(q_i, k_j, m_i, lse_i, allowed):
     """P_ij.T, recomputed from the saved m and lse: (B, B), rows = keys j, columns = queries i."""
-    s_t = jnp.einsum("nhje,nhie->nhji", k_j, q_i) / math.sqrt(q_i.shape[-1])   # k_j @ q_i.T = S_ij.T
-    s_t = s_t if allowed is None else jnp.where(transposed(allowed), s_t, -jnp.inf)
+    s_t = scores(k_j, q_i, transposed(allowed))  # k_j @ q_i.T / sqrt(d) = S_ij.T (both of width d)
     return jnp.exp(s_t - transposed(m_i) - transposed(lse_i))
 
 

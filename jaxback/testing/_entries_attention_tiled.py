@@ -68,10 +68,15 @@ ERROR_CASES = ERROR_CASES + (
 # mutants: the true block kernel, step by step, with one step swapped for a classic tiling mistake ---------
 # The steps are block_backward's, in its key-major form: b["p"] is P_ij.T and the q share comes back
 # transposed, (d, B).
+def _scores_t(b):
+    """S_ij.T = k_j @ q_i.T / sqrt(d), -inf where not allowed: the kernel's own product."""
+    return _scores(b["k"], b["q"], transposed(b["allowed"]))
+
+
 def _right_steps():
     sqrt_d = lambda b: math.sqrt(b["q"].shape[-1])
     return dict(
-        p=lambda b: jnp.exp(transposed(_scores(b["q"], b["k"], b["allowed"]) - b["m"] - b["lse"])),
+        p=lambda b: jnp.exp(_scores_t(b) - transposed(b["m"]) - transposed(b["lse"])),
         s_bar=lambda b: b["p"] * (b["p_bar"] - transposed(b["d"])),
         q_bar=lambda b: jnp.einsum("nhej,nhji->nhei", b["k_t"], b["s_bar"]) / sqrt_d(b),
         k_bar=lambda b: jnp.einsum("nhji,nhie->nhje", b["s_bar"], b["q"]) / sqrt_d(b),
@@ -114,7 +119,7 @@ MUTANTS = (
     _mutant("D from the block's own rowsum(p_bar * p), not the whole row's",
             s_bar=lambda b: b["p"] * (b["p_bar"] - jnp.sum(b["p_bar"] * b["p"], axis=-2, keepdims=True))),
     _mutant("lse left out when recomputing a block's p",
-            p=lambda b: jnp.exp(transposed(_scores(b["q"], b["k"], b["allowed"]) - b["m"]))),
+            p=lambda b: jnp.exp(_scores_t(b) - transposed(b["m"]))),
     _mutant("v_bar_j += p @ o_bar_i instead of p.T @ o_bar_i",
             v_bar=lambda b: jnp.einsum("nhji,nhie->nhje", transposed(b["p"]), b["o_bar"])),
     _mutant("k_bar_j missing 1/sqrt(d)", k_bar=lambda b: jnp.einsum("nhji,nhie->nhje", b["s_bar"], b["q"])),
