@@ -10,6 +10,7 @@ from ._dropout import dropout
 from ._embedding import EmbeddingParams, embedding
 from ._layer import Layer, bind, make_layer
 from ._model import Model
+from ._modes import MODES, value_and_grad
 from ._linear import LinearParams, linear
 from ._norm import LayerNormParams, RMSNormParams, layer_norm, rms_norm
 from ._lstm import LSTMParams, LSTMState, lstm, lstm_state
@@ -36,6 +37,8 @@ __all__ = [
     "identity",
     "reshape",
     "backprop",
+    "value_and_grad",
+    "MODES",
     "linear",
     "LinearParams",
     "relu",

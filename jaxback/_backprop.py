@@ -18,14 +18,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from ._layer import Layer
-from ._model import Ctx, as_node
+from ._model import as_node, require_state, root_ctx
 from ._validate import describe
 
 __all__ = ["backprop"]
 
 
 def backprop(model: Layer, loss: Layer, params, x, target, *, state=None, key=None, training: bool = True,
-             record: bool = False):
+             record: bool = False, **inputs):
     """The explicit gradient mode: the loss and the gradients with no ``jax.grad`` in the path.
 
     Args:
@@ -37,6 +37,8 @@ def backprop(model: Layer, loss: Layer, params, x, target, *, state=None, key=No
       key: the PRNG key of this step (dropout); training: the flag passed to the layers.
       record: also return, for every layer by its path (``serial[2].batch_norm``), the seed's
         stored quantities: ``{"x": its input, "x_bar": dL/d(input), "params_bar": dL/d(weights)}``.
+      **inputs: per-call arrays for the layers that take them (``mask=...`` for attention), as in
+        ``model(params, x, mask=mask)``; not differentiated.
 
     Returns:
       ``(loss, grads)``; with a model that has state, ``((loss, new_state), grads)`` (the layout
@@ -44,12 +46,10 @@ def backprop(model: Layer, loss: Layer, params, x, target, *, state=None, key=No
       item.
     """
     node = as_node(model)
-    if node.has_state and state is None:
-        raise ValueError(f"backprop: {node.kind} carries state (batch norm statistics); pass state=... "
-                         f"(from model.init).")
+    require_state(node, state, "backprop")
     if not isinstance(training, bool):
         raise TypeError(f"backprop: training must be True or False; got {training!r}.")
-    ctx = Ctx(node.kind, key, (), training, {} if record else None)
+    ctx = root_ctx(node, key, training, {} if record else None, inputs)
     y, new_state, res = node.fwd(params, state, x, ctx)        # 1. forward, storing residuals
     loss_value, loss_res = loss.fwd(y, target)
     if jnp.ndim(loss_value) != 0:

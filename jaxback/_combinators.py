@@ -28,7 +28,7 @@ parallel(f_1, ..., f_n): independent branches. Shapes: x = (x_1..x_n), y = (y_1.
             x_bar = (x_bar_1..x_bar_n)
 
 Forks and joins (``fan_out``, ``fan_in_sum``, ``fan_in_concat``) are parameter-free layers with
-their own rules, in ``jaxback._branching``. Params and state of serial and parallel: a tuple with
+their own rules, in ``jaxback._structure``. Params and state of serial and parallel: a tuple with
 one entry per child (``None`` where a child has none); of residual: the inner model's own.
 """
 
@@ -62,6 +62,10 @@ def _children_paths(nodes, segment):
         return [pair for i, (n, t) in enumerate(zip(nodes, entries)) if t is not None
                 for pair in n.paths(t, f"{prefix}{segment(i, n)}")]
     return paths
+
+
+def _children(nodes, segment):
+    return tuple((segment(i, n), n) for i, n in enumerate(nodes))
 
 
 def _validated(layers, combinator):
@@ -111,8 +115,9 @@ def serial(*layers) -> Model:
             params_bar[i], y_bar = nodes[i].bwd(residuals[i], y_bar, ctx.child(segment(i, nodes[i]), i))
         return tuple(params_bar), y_bar
 
-    node = Node("serial", has_state, init, run, fwd, bwd, _children_paths(nodes, segment))
-    return make_model(node, "serial(" + ", ".join(n.kind for n in nodes) + ")")
+    node = Node("serial", has_state, init, run, fwd, bwd, _children_paths(nodes, segment),
+                children=_children(nodes, segment))
+    return make_model(node, tuple(n.kind for n in nodes))
 
 
 def residual(inner) -> Model:
@@ -140,8 +145,8 @@ def residual(inner) -> Model:
         return params_bar, y_bar + inner_x_bar
 
     paths = lambda tree, prefix: node_in.paths(tree, prefix + segment)
-    node = Node("residual", node_in.has_state, init, run, fwd, bwd, paths)
-    return make_model(node, f"residual({node_in.kind})")
+    node = Node("residual", node_in.has_state, init, run, fwd, bwd, paths, children=((segment, node_in),))
+    return make_model(node, (node_in.kind,))
 
 
 def parallel(*layers) -> Model:
@@ -182,5 +187,6 @@ def parallel(*layers) -> Model:
         params_bar, x_bar = zip(*bars)
         return tuple(params_bar), tuple(x_bar)
 
-    node = Node("parallel", has_state, init, run, fwd, bwd, _children_paths(nodes, segment))
-    return make_model(node, "parallel(" + ", ".join(n.kind for n in nodes) + ")")
+    node = Node("parallel", has_state, init, run, fwd, bwd, _children_paths(nodes, segment),
+                children=_children(nodes, segment))
+    return make_model(node, tuple(n.kind for n in nodes))

@@ -36,9 +36,9 @@ __all__ = ["Layer", "make_layer", "bind", "split_keywords", "dtype_token", "Like
 ROLES = ("params", "x", "state", "key")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Layer:
-    """An immutable record: ``apply``, ``auto``, ``fwd``, ``bwd``, ``init``, ``name``.
+    """An immutable record, built by keyword: ``apply``, ``auto``, ``fwd``, ``bwd``, ``init``, ``kind``...
 
     Attributes:
       apply: forward with the hand-derived VJP registered by ``jax.custom_vjp``; ``layer(...)``
@@ -49,8 +49,10 @@ class Layer:
         argument of ``apply`` (``None`` for integer inputs such as labels). It receives the static
         hyperparameters only, not array keywords (see the module docstring).
       init: ``init(key, ...) -> params`` for layers with parameters, else ``None``.
-      name: short name used in error messages and reports.
-      takes_params: whether the first positional argument is a parameter pytree.
+      kind: the short name of what the layer computes (``leaky_relu``, ``serial``): model paths
+        (``serial[1].leaky_relu``) and error messages use it.
+      details: what the display name adds to the kind: a bound layer's settings
+        (``("negative_slope=0.1",)``), a model's children (``("linear", "tanh", "linear")``).
       roles: what each positional argument is, for models (``serial`` & co.): ``"params"``, ``"x"``
         (the data input; several ``"x"`` mean the model feeds a tuple, as lstm's ``(xs, state)``),
         ``"state"`` (non-differentiated state: the layer returns ``(y, new_state)``, as batch_norm)
@@ -59,21 +61,38 @@ class Layer:
         for an input ``x`` (a ``jax.ShapeDtypeStruct``, or a tuple of them), so a model needs
         only the sizes that the input does not give (``None``: nothing to infer beyond ``init``).
       sizes: the sizes ``infer`` takes beyond the input, set with :meth:`sized`.
-      composed: True for a model (``serial``, ``residual``, ...): ``apply`` chains the children's
-        hand rules and ``fwd``/``bwd`` are the explicit chain, two paths that checks compare.
+
+    Derived: ``name`` (the display name, ``leaky_relu(negative_slope=0.1)``), ``takes_params``
+    (the first role is ``"params"``) and ``composed`` (False here; True for a :class:`jaxback.Model`,
+    whose ``apply`` chains the children's hand rules and whose ``fwd``/``bwd`` are the explicit chain,
+    two paths that checks compare).
     """
 
     apply: Callable[..., Any]
     auto: Callable[..., Any]
     fwd: Callable[..., Any]
     bwd: Callable[..., Any]
-    init: Optional[Callable[..., Any]]
-    name: str
-    takes_params: bool = False
+    init: Optional[Callable[..., Any]] = None
+    kind: str
+    details: tuple = ()
     roles: tuple = ("x",)
     infer: Optional[Callable[..., Any]] = None
     sizes: tuple = ()
-    composed: bool = False
+
+    @property
+    def name(self) -> str:
+        """The display name: the kind, with the settings or children that ``details`` holds."""
+        return f"{self.kind}({', '.join(self.details)})" if self.details else self.kind
+
+    @property
+    def takes_params(self) -> bool:
+        """Whether the first positional argument is a parameter pytree."""
+        return self.roles[0] == "params"
+
+    @property
+    def composed(self) -> bool:
+        """Whether ``fwd``/``bwd`` are a path separate from ``apply`` (models only)."""
+        return False
 
     def __call__(self, *args, **hyper):
         return self.apply(*args, **hyper)
@@ -209,7 +228,7 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None, roles
       name: short name used in errors and reports.
       init: ``init(key, ...) -> params`` for layers with parameters.
       takes_params: whether the first positional argument is a parameter pytree; defaults to
-        ``init is not None``.
+        ``roles[0] == "params"`` where ``roles`` is given, else ``init is not None``.
       roles, infer: for models, see :class:`Layer`; ``roles`` defaults to ``("params", "x")``
         or ``("x",)``.
 
@@ -241,7 +260,7 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None, roles
         return rule
 
     if takes_params is None:
-        takes_params = init is not None
+        takes_params = roles[0] == "params" if roles else init is not None
     if roles is None:
         roles = ("params", "x") if takes_params else ("x",)
     if not set(roles) <= set(ROLES) or (roles[0] == "params") != takes_params or "x" not in roles:
@@ -256,7 +275,7 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None, roles
         names = tuple(sorted(arrays))
         return _rule_for(_hyper_key(name, hyper), names)(*args, *(arrays[n] for n in names))
 
-    layer = Layer(apply, auto, fwd, bwd, init, name, takes_params, tuple(roles), infer)
+    layer = Layer(apply=apply, auto=auto, fwd=fwd, bwd=bwd, init=init, kind=name, roles=tuple(roles), infer=infer)
     # help(layer) and inspect.signature(layer) show the layer's own forward, not Layer's.
     signature = _signature_or_none(auto)
     if signature is not None:
@@ -306,23 +325,22 @@ def _layer_doc(name: str, auto, init, signature) -> str:
 def bind(layer: Layer, **keywords) -> Layer:
     """Fix some of ``layer``'s keyword arguments, e.g. ``bind(jb.leaky_relu, negative_slope=0.1)``.
 
-    The result is a Layer like any other (so it can go into ``serial``); its name records the
-    bound hyperparameters. Bound array keywords (a fixed mask) are constants of the new layer.
+    The result is a Layer like any other (so it can go into ``serial``) of the same ``kind``; its
+    display ``name`` records the bound settings (``leaky_relu(negative_slope=0.1)``). Bound array keywords (a fixed mask) are constants of the new layer.
     """
     if layer.composed:
         raise TypeError(f"bind({layer.name}): a model takes key= and training= per call; bind its layers instead.")
     check_keywords(f"bind({layer.name})", keyword_names(layer.auto, len(layer.roles)), keywords)
     hyper, arrays = split_keywords(keywords)
-    _hyper_key(layer.name, hyper)  # fail early on unhashable values
-    settings = ", ".join([f"{k}={v!r}" for k, v in sorted(hyper.items())] + sorted(arrays))
+    _hyper_key(layer.kind, hyper)  # fail early on unhashable values
+    settings = tuple([f"{k}={v!r}" for k, v in sorted(hyper.items())] + sorted(arrays))
     bound = make_layer(
         functools.partial(layer.auto, **keywords),
         functools.partial(layer.fwd, **keywords),
         functools.partial(layer.bwd, **hyper),
-        name=f"{layer.name}({settings})",
+        name=layer.kind,
         init=layer.init,
-        takes_params=layer.takes_params,
         roles=layer.roles,
         infer=layer.infer,
     )
-    return replace(bound, sizes=layer.sizes)
+    return replace(bound, details=layer.details + settings, sizes=layer.sizes)

@@ -17,6 +17,11 @@ A *model* is a :class:`Model`, a Layer built by a combinator (``serial``, ``resi
   (``jax.random.fold_in(key, step)``) for new masks. Needed only while training with dropout.
 * ``training``: a Python bool, passed to every layer that takes one (batch norm, dropout).
 * ``x``: an array or a tuple of them (``parallel``'s branches; lstm's ``(xs, state)``).
+* per-call array keywords (``model(params, ids, mask=mask)``): arrays that change from call to call
+  (a padding mask per batch) reach every layer whose forward takes a keyword of that name
+  (``attention``'s ``mask``), in every mode (``backprop(..., mask=mask)`` too). They are not
+  differentiated. A name that no layer of the model takes is an error, and so is a non-array value:
+  hyperparameters are fixed with ``jb.bind``.
 
 The Layer contract holds: ``fwd(params, x[, state], key=, training=) -> (out, res)`` and
 ``bwd(res, out_bar, training=) -> (params_bar, x_bar[, None])`` are the explicit chain (``out`` is
@@ -39,25 +44,29 @@ Errors name the model path, ``serial[2].batch_norm``: a layer's own error is pre
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
-from typing import Any, Callable, NamedTuple, Optional
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
-from ._layer import Layer, keyword_names, saved_only
+from ._layer import Layer, keyword_names, saved_only, split_keywords
 
-__all__ = ["Model", "Node", "Ctx", "as_node", "make_model", "tree_paths", "spec_of"]
+__all__ = ["Model", "Node", "Ctx", "as_node", "make_model", "require_state", "root_ctx", "tree_paths", "spec_of"]
 
 
 class Ctx(NamedTuple):
-    """Per-call context, passed down the tree: path, key, training flag, optional tape."""
+    """Per-call context, passed down the tree: path, key, training flag, optional tape, and the
+    per-call array keywords (``inputs``) that layers taking them receive."""
 
     path: str
     key: Any
     key_path: tuple
     training: bool
     tape: Optional[dict] = None
+    inputs: Mapping = MappingProxyType({})
 
     def child(self, segment: str, index: int) -> "Ctx":
         """The context of a child: ``segment`` extends the path, ``index`` folds into the key."""
@@ -80,7 +89,9 @@ class Node(NamedTuple):
     ``init(key, x, path) -> (params, state, y)`` with ``x``, ``y`` ``ShapeDtypeStruct`` trees;
     ``run(method, params, state, x, ctx) -> (y, new_state)``; ``fwd(params, state, x, ctx) ->
     (y, new_state, res)``; ``bwd(res, y_bar, ctx) -> (params_bar, x_bar)``;
-    ``paths(tree, prefix) -> [(path, leaf)]`` for a params or state tree.
+    ``paths(tree, prefix) -> [(path, leaf)]`` for a params or state tree. ``children``: the
+    ``(path segment, Node)`` pairs below a combinator (for ``help(model)``); ``keywords``: the
+    per-call array keywords a layer's own forward takes (a combinator's are its children's).
     """
 
     kind: str
@@ -90,13 +101,31 @@ class Node(NamedTuple):
     fwd: Callable
     bwd: Callable
     paths: Callable
+    children: tuple = ()
+    keywords: frozenset = frozenset()
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+def accepted_keywords(node: Node) -> frozenset:
+    """Every keyword that some layer under ``node`` takes."""
+    return node.keywords.union(*(accepted_keywords(n) for _, n in node.children))
+
+
+def layer_paths(node: Node, prefix: str) -> list:
+    """The path of every layer under ``node``, in forward order (``serial[1].tanh``)."""
+    if not node.children:
+        return [prefix]
+    return [p for segment, n in node.children for p in layer_paths(n, prefix + segment)]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
 class Model(Layer):
     """A Layer made of layers (see the module docstring); ``node`` is its tree."""
 
-    node: Optional[Node] = None
+    node: Node
+
+    @property
+    def composed(self) -> bool:
+        return True
 
     @property
     def has_state(self) -> bool:
@@ -105,6 +134,16 @@ class Model(Layer):
     def paths(self, tree) -> dict:
         """``{path: leaf}`` for a params (or state) tree, e.g. ``serial[2].batch_norm.scale``."""
         return dict(self.node.paths(tree, self.node.kind))
+
+    def summary(self, params=None) -> str:
+        """The model's layers, one path a line; with ``params``, each parameter's shape and count
+        and the total (``print(model.summary(params))``)."""
+        lines = [f"{self.name}: a jaxback Model of {len(layer_paths(self.node, self.kind))} layers"]
+        if params is None:
+            return "\n".join(lines + [f"  {p}" for p in layer_paths(self.node, self.kind)])
+        leaves = self.paths(params)
+        lines += [f"  {p:50s} {str(tuple(jnp.shape(a))):>16s} {int(jnp.size(a)):>10,d}" for p, a in leaves.items()]
+        return "\n".join(lines + [f"  {'total':50s} {'':>16s} {sum(int(jnp.size(a)) for a in leaves.values()):>10,d}"])
 
 
 def spec_of(x):
@@ -146,10 +185,10 @@ def _at(path: str, message: str) -> str:
 
 def _layer_node(layer: Layer) -> Node:
     """The adapter that calls any Layer by its ``roles`` (see the module docstring)."""
-    kind, roles = layer.name.split("(")[0], layer.roles
+    kind, roles = layer.kind, layer.roles
     n_x, has_state = roles.count("x"), "state" in roles
-    names = keyword_names(layer.auto)
-    takes_training = names is not None and "training" in names
+    names = _keywords_of(layer)
+    takes_training = "training" in names
 
     def check_inputs(x, path):
         if n_x > 1 and not (isinstance(x, tuple) and len(x) == n_x):
@@ -174,6 +213,9 @@ def _layer_node(layer: Layer) -> Node:
     def hyper(ctx):
         return {"training": ctx.training} if takes_training else {}
 
+    def inputs(ctx):  # the per-call arrays this layer's forward takes; bwd gets none (fwd saves them)
+        return {k: v for k, v in ctx.inputs.items() if k in names}
+
     def split_out(out):
         return out if has_state else (out, None)
 
@@ -194,11 +236,11 @@ def _layer_node(layer: Layer) -> Node:
         return params, state, y
 
     def run(method, params, state, x, ctx):
-        out = _prefixed(ctx, getattr(layer, method), *args_for(params, state, x, ctx), **hyper(ctx))
+        out = _prefixed(ctx, getattr(layer, method), *args_for(params, state, x, ctx), **hyper(ctx), **inputs(ctx))
         return split_out(out)
 
     def fwd(params, state, x, ctx):
-        out, res = _prefixed(ctx, layer.fwd, *args_for(params, state, x, ctx), **hyper(ctx))
+        out, res = _prefixed(ctx, layer.fwd, *args_for(params, state, x, ctx), **hyper(ctx), **inputs(ctx))
         y, new_state = split_out(out)
         if ctx.tape is not None:
             ctx.tape[ctx.path] = {"x": x}
@@ -215,7 +257,14 @@ def _layer_node(layer: Layer) -> Node:
             ctx.tape[ctx.path].update(x_bar=x_bar, params_bar=params_bar)
         return params_bar, x_bar
 
-    return Node(kind, has_state, init, run, fwd, bwd, tree_paths)
+    return Node(kind, has_state, init, run, fwd, bwd, tree_paths, keywords=names - {"training"})
+
+
+def _keywords_of(layer: Layer) -> frozenset:
+    """The keywords a layer's forward takes beyond its positional arguments, less those ``bind``
+    fixed; a ``**kwargs`` forward is given none of a model's per-call keywords."""
+    bound = layer.auto.keywords if isinstance(layer.auto, functools.partial) else {}
+    return (keyword_names(layer.auto, len(layer.roles)) or frozenset()) - set(bound)
 
 
 def _arg_names(layer):
@@ -240,13 +289,35 @@ def as_node(child) -> Node:
     raise TypeError(f"a model's children must be jaxback Layers or models; got {child!r}.")
 
 
-def make_model(node: Node, name: str) -> Model:
-    """The public Model around a node: the calling convention of the module docstring."""
+def require_state(node: Node, state, who: str) -> None:
+    """A stateful model needs its state; a stateless one takes none."""
+    if node.has_state and state is None:
+        raise ValueError(f"{who}: {node.kind} carries state (batch norm statistics); pass state=... (from model.init).")
+    if not node.has_state and state is not None:
+        raise ValueError(f"{who}: {node.kind} carries no state; drop state=... (it has no stateful layer).")
 
-    def root(key, training, tape=None):
-        if not isinstance(training, bool):
-            raise TypeError(f"{node.kind}: training must be True or False; got {training!r}.")
-        return Ctx(node.kind, key, (), training, tape)
+
+def root_ctx(node: Node, key, training, tape=None, inputs=None) -> Ctx:
+    """The context of one call of a model, its per-call array keywords checked against its layers."""
+    if not isinstance(training, bool):
+        raise TypeError(f"{node.kind}: training must be True or False; got {training!r}.")
+    inputs = dict(inputs or {})
+    static, arrays = split_keywords(inputs)
+    if static:
+        raise TypeError(f"{node.kind}: per-call keywords must be arrays (a mask per batch); got "
+                        f"{', '.join(f'{k}={v!r}' for k, v in static.items())}. Fix hyperparameters with "
+                        f"jb.bind(layer, ...) when you build the model.")
+    unknown = sorted(set(arrays) - accepted_keywords(node) - {"training"})
+    if unknown:
+        takes = sorted(accepted_keywords(node) - {"training"})
+        raise TypeError(f"{node.kind}: no layer of this model takes the keyword(s) {', '.join(map(repr, unknown))}; "
+                        f"its layers take {', '.join(takes) or 'none'}.")
+    return Ctx(node.kind, key, (), training, tape, MappingProxyType(arrays))
+
+
+def make_model(node: Node, children: tuple = ()) -> Model:
+    """The public Model around a node: the calling convention of the module docstring.
+    ``children``: the kinds its display name lists (``serial(linear, tanh, linear)``)."""
 
     def check_state(state):
         if node.has_state and state is None:
@@ -256,20 +327,20 @@ def make_model(node: Node, name: str) -> Model:
             raise ValueError(f"{node.kind}: this model carries no state; call it as model(params, x, ...).")
 
     def calling(method):
-        def call(params, x, state=None, *, key=None, training=True):
+        def call(params, x, state=None, *, key=None, training=True, **inputs):
             check_state(state)
-            y, new_state = node.run(method, params, state, x, root(key, training))
+            y, new_state = node.run(method, params, state, x, root_ctx(node, key, training, inputs=inputs))
             return (y, new_state) if node.has_state else y
         return call
 
-    def fwd(params, x, state=None, *, key=None, training=True):
+    def fwd(params, x, state=None, *, key=None, training=True, **inputs):
         check_state(state)
-        y, new_state, res = node.fwd(params, state, x, root(key, training))
+        y, new_state, res = node.fwd(params, state, x, root_ctx(node, key, training, inputs=inputs))
         return ((y, new_state) if node.has_state else y), res
 
     def bwd(res, out_bar, *, training=True):
         y_bar = out_bar[0] if node.has_state else out_bar  # new_state's cotangent is ignored
-        params_bar, x_bar = node.bwd(res, y_bar, root(None, training))
+        params_bar, x_bar = node.bwd(res, y_bar, root_ctx(node, None, training))
         return (params_bar, x_bar, None) if node.has_state else (params_bar, x_bar)
 
     def init(key, x):
@@ -278,4 +349,16 @@ def make_model(node: Node, name: str) -> Model:
         return params, state
 
     roles = ("params", "x", "state") if node.has_state else ("params", "x")
-    return Model(calling("apply"), calling("auto"), fwd, bwd, init, name, True, roles, None, (), True, node)
+    model = Model(apply=calling("apply"), auto=calling("auto"), fwd=fwd, bwd=bwd, init=init, kind=node.kind,
+                  details=tuple(children), roles=roles, node=node)
+    object.__setattr__(model, "__doc__", _model_doc(model))
+    return model
+
+
+def _model_doc(model: Model) -> str:
+    """What ``help(model)`` shows: its layers, how to call it, the keywords it takes per call."""
+    takes = sorted(accepted_keywords(model.node) - {"training"})
+    per_call = f" Per-call array keywords its layers take: {', '.join(takes)}." if takes else ""
+    return (f"{model.summary()}\n\nCall: model(params, x{', state' if model.has_state else ''}, key=..., "
+            f"training=...); (params, state) = model.init(key, example_x); model.summary(params) counts "
+            f"the parameters per layer.{per_call} The calling convention: help(jaxback._model).")

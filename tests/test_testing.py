@@ -71,14 +71,9 @@ def test_serial_with_parameter_free_layers_passes():
     check_vjp(model, params, jax.random.normal(k3, (5, 4)))
 
 
-def _composed(model, bwd=None):
-    """``model`` as a composed Layer (the ``composed`` field of issue 8's models)."""
-    @dataclasses.dataclass(frozen=True)
-    class Composed(jb.Layer):
-        composed: bool = True
-
-    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(jb.Layer)}
-    return Composed(**{**fields, "bwd": bwd or model.bwd})
+def _as_plain_layer(model):
+    """``model``'s fields in a plain (not composed) Layer: checkers then see only ``apply``'s VJP."""
+    return jb.Layer(**{f.name: getattr(model, f.name) for f in dataclasses.fields(jb.Layer)})
 
 
 def test_a_composed_layers_explicit_bwd_is_compared_with_autodiff():
@@ -88,14 +83,14 @@ def test_a_composed_layers_explicit_bwd_is_compared_with_autodiff():
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(1), 3)
     params = (jb.linear.init(k1, 4, 8), None, jb.linear.init(k2, 8, 2))
     x = jax.random.normal(k3, (5, 4))
-    check_vjp(_composed(model), params, x)
+    check_vjp(model, params, x)
 
     def sign_flipped_bwd(res, y_bar):
         params_bar, x_bar = model.bwd(res, y_bar)
         return params_bar, -x_bar
 
-    wrong = _composed(model, sign_flipped_bwd)
-    check_vjp(dataclasses.replace(wrong, composed=False), params, x)  # only apply's VJP: fooled
+    wrong = dataclasses.replace(model, bwd=sign_flipped_bwd)
+    check_vjp(_as_plain_layer(wrong), params, x)  # only apply's VJP: fooled
     with pytest.raises(AssertionError, match=r"explicit bwd: cotangent of args\[1\]: worst"):
         check_vjp(wrong, params, x)
 
@@ -188,13 +183,12 @@ def _bn_dropout_bwd(res, out_bar, *, training=True, wrong=False):
 def test_a_composed_model_with_state_and_a_key():
     """The models' calling convention: state positional, the key an array keyword, (y, new_state)
     out, bwd given the static keywords only; a wrong explicit chain is caught."""
-    @dataclasses.dataclass(frozen=True)
-    class Composed(jb.Layer):
-        composed: bool = True
+    class Composed(jb.Layer):  # a user's composed layer: its fwd/bwd are a path separate from apply
+        composed = property(lambda self: True)
 
     def build(bwd):
-        return Composed(_bn_dropout(jb.batch_norm, jb.dropout), _bn_dropout(jb.batch_norm.auto, jb.dropout.auto),
-                        _bn_dropout_fwd, bwd, None, "bn_dropout", True)
+        return Composed(apply=_bn_dropout(jb.batch_norm, jb.dropout), auto=_bn_dropout(jb.batch_norm.auto, jb.dropout.auto),
+                        fwd=_bn_dropout_fwd, bwd=bwd, kind="bn_dropout", roles=("params", "x", "state"))
 
     rng = np.random.default_rng(4)
     params = jb.BatchNormParams(jnp.asarray(rng.standard_normal(3)), jnp.asarray(rng.standard_normal(3)))
