@@ -22,7 +22,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxback.testing import random_cotangent, registered
+from jaxback.testing import builtin_registry, random_cotangent
 from jaxback.testing.memory import compiled_temp_bytes, residual_bytes
 
 
@@ -49,7 +49,7 @@ def main(argv=None):
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {dtype.name}; MiB")
     pair = lambda what: f"{what + ' hand':>9} {what + ' auto':>9} {'ratio':>6}"
     print(f"{'layer':<24} {'shape':<18} {pair('res')}   {pair('grad')}   {pair('y+g')}")
-    for info in registered():
+    for info in builtin_registry().registered():
         if info.bench_shape is None:
             continue
         sizes = audit(info, dtype)
