@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from _bench import table
-from jaxback.testing import random_cotangent, registered
+from jaxback.testing import builtin_registry, random_cotangent
 from jaxback.testing.memory import compiled_temp_bytes, residual_bytes
 
 COLUMNS = ["res hand", "res auto", "grad hand", "grad auto", "y+grad hand", "y+grad auto"]
@@ -53,7 +53,7 @@ def run(dtype="float32") -> list:
     """``[(name, hyperparameters, shape, sizes in bytes), ...]``, one per entry with a bench_shape."""
     dtype = jnp.dtype(dtype)
     out = []
-    for info in registered():
+    for info in builtin_registry().registered():
         if info.bench_shape is not None:
             hyper = ", ".join(f"{k}={v}" for k, v in info.bench_hyper.items())
             out.append((info.name, hyper, info.bench_shape, audit(info, dtype)))

@@ -70,10 +70,10 @@ def test_every_measured_table_has_one_measured_on_line(page):
 
 def test_the_memory_page_has_a_row_per_benchmarked_registry_entry():
     """Adding a layer with a bench_shape without rerunning `report.py memory` fails here."""
-    from jaxback.testing import registered
+    from jaxback.testing import builtin_registry
     rows = [line for line in (DOCS / "memory.md").read_text(encoding="utf-8").splitlines() if line.startswith("| `")]
     names = [re.match(r"\| `([^`]+)`", row)[1] for row in rows]
-    assert names == [info.name for info in registered() if info.bench_shape is not None]
+    assert names == [info.name for info in builtin_registry().registered() if info.bench_shape is not None]
 
 
 def test_measured_on_names_the_machine_the_versions_and_the_date():

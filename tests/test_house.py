@@ -31,7 +31,7 @@ def test_every_exported_layer_is_registered_and_every_registered_layer_exported(
     # model entries are example networks built by exported combinators, not layers of their own
     # model entries are example networks built by exported combinators, not layers of their own;
     # "attention (tiled)" is a second entry, a setting of an exported layer
-    registered = {info.layer.name.split(" (")[0] for info in jbt.registered() if not info.layer.composed}
+    registered = {info.layer.name.split(" (")[0] for info in jbt.builtin_registry().registered() if not info.layer.composed}
     assert set(EXPORTED) <= registered, f"no registry entry: {sorted(set(EXPORTED) - registered)}"
     assert registered <= set(EXPORTED), f"registered but not exported: {sorted(registered - set(EXPORTED))}"
 
