@@ -1,20 +1,30 @@
-"""Train a jaxback model: one jit-compiled step, checkpoints, bit-exact resume, data parallelism.
+"""Train a jaxback model: presets, one jit-compiled step, checkpoints, bit-exact resume, devices.
 
+    python experiments/train.py --model mlp --compare-modes      # digits MLP in the three modes
     python experiments/train.py --model cnn                      # digits CNN, explicit mode
-    python experiments/train.py --model transformer --steps 3000 # byte-level stdlib transformer
+    python experiments/train.py --model lm --steps 3000          # byte-level stdlib transformer
+    python experiments/train.py --model copy-lstm                # the copy task, an LSTM
     python experiments/train.py --model cnn --ckpt-dir ck --resume   # continue where ck left off
     XLA_FLAGS=--xla_force_host_platform_device_count=4 \\
         python experiments/train.py --model cnn --devices 4      # the batch over 4 devices
 
+Presets (``experiments/presets.py``: the network of ``experiments/models.py``, the data of
+``experiments/data.py``, the optimisation defaults): mlp and cnn (digits), lm (stdlib bytes;
+``transformer`` is its old name), copy-attention and copy-lstm (the copy task).
+
 What one step does (all of it inside a single ``jax.jit``): split the run's PRNG key, compute the
-loss and the gradients in the chosen ``--mode``, update with optax, return the new training state
-``{params, state (batch-norm statistics), opt_state, step, key}`` and the loss.
+loss and the gradients in the chosen ``--mode`` (``jb.value_and_grad(model, loss, mode=...)``),
+update with optax, return the new training state ``{params, state (batch-norm statistics),
+opt_state, step, key}`` and the loss.
 
 Modes (the same model, the same numbers up to rounding):
   explicit  ``jb.backprop``: each layer's hand-written ``fwd`` forward, then each ``bwd`` back from
             the loss; no ``jax.grad`` anywhere on the path.
   vjp       ``jax.value_and_grad`` through the model's ``apply``: JAX chains our hand rules.
   auto      ``jax.value_and_grad`` through ``model.auto`` and ``loss.auto``: plain JAX autodiff.
+``--compare-modes`` trains all three from the same start over the same batches and, along the
+explicit run, compares their gradients at the same parameters and batch: max|g - g_auto| /
+max|g_auto| over all weights (``_setup.relative_difference``).
 
 Batches, keys and resume: batch number ``k`` is a pure function of ``(--seed, k)`` (see
 ``experiments/data.py``) and the dropout key of step ``k`` comes from the key in the state, so a
@@ -35,8 +45,9 @@ The log (``--log FILE``, JSON lines; rewritten up to the restored step on ``--re
   {"event": "train", "mode", "step", "loss", "lr"} every --log-every steps and the final step;
                                                    ``loss``: the float32 loss of that step as
                                                    computed (a Python float holds it exactly)
-  {"event": "eval", "mode", "step", "loss", "accuracy" | "perplexity"}   every --eval-every steps
-                                                   and the final step, on the test / validation set
+  {"event": "eval", "mode", "step", "loss", metrics...}  every --eval-every steps and the final
+                                                   step, on the test / validation set; metrics:
+                                                   accuracy, perplexity or sequence_accuracy
   {"event": "grad_agreement", "step", "explicit_vs_auto", "vjp_vs_auto"}  with --compare-modes
   {"event": "resume", "step", "checkpoint"}        where a run continued from a checkpoint
 """
@@ -44,45 +55,27 @@ The log (``--log FILE``, JSON lines; rewritten up to the restored step on ``--re
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import os
-import sys
 import textwrap
-from typing import NamedTuple
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
 
 import jaxback as jb
 
 import data as datasets
-from models import MODELS
+from _setup import Setup, global_batch, setup_for
+from presets import ALIASES, FLAGS, PRESETS, resolve
 
-MODES = ("explicit", "vjp", "auto")
-LOSS = jb.softmax_cross_entropy
+MODES = jb.MODES
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup-cosine")
-
-# Per model: the data it trains on and the flags' defaults (the CNN's reach >= 99.3 % test accuracy).
-PRESETS = {
-    "mlp": dict(data="digits", optimizer="sgd", lr=0.1, weight_decay=1e-4, schedule="constant", steps=2000,
-                batch_size=32),
-    "cnn": dict(data="digits", optimizer="momentum", lr=0.1, weight_decay=2e-3, schedule="cosine", steps=4000,
-                batch_size=32),
-    "transformer": dict(data="stdlib", optimizer="adamw", lr=3e-3, weight_decay=0.01, schedule="warmup-cosine",
-                        steps=3000, batch_size=32),
-}
 
 
 # the command line -----------------------------------------------------------------------------------
 def _preset_help(flag: str) -> str:
-    return "Default per model: " + ", ".join(f"{m} {p[flag]}" for m, p in PRESETS.items())
+    return "Default per preset: " + ", ".join(f"{m} {p[flag]}" for m, p in PRESETS.items()) + "."
 
 
 def parser() -> argparse.ArgumentParser:
@@ -91,13 +84,15 @@ def parser() -> argparse.ArgumentParser:
         prog="experiments/train.py", description=textwrap.dedent(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_argument_group("what to train")
-    what.add_argument("--model", choices=sorted(MODELS), default="cnn",
-                      help="the network (experiments/models.py). Default: cnn.")
+    what.add_argument("--model", choices=list(PRESETS) + list(ALIASES), default="mlp",
+                      help="the preset (experiments/presets.py): its network, data and defaults; "
+                           "transformer is lm's old name. Default: mlp.")
     what.add_argument("--size", choices=("small", "tiny"), default="small",
                       help="model width: small for results, tiny for quick checks and tests. Default: small.")
     what.add_argument("--data", choices=sorted(datasets.DATASETS), default=None,
                       help="digits: scikit-learn's 8x8 digits, stratified 75/25 split; stdlib: bytes of the "
-                           "Python standard library's source (experiments/data.py). " + _preset_help("data"))
+                           "Python standard library's source; copy: the copy task (experiments/data.py). "
+                           + _preset_help("data"))
     what.add_argument("--context", metavar="T", type=int, default=64,
                       help="stdlib only: bytes of context per training window. Default: 64.")
     what.add_argument("--mode", choices=MODES, default="explicit",
@@ -111,7 +106,7 @@ def parser() -> argparse.ArgumentParser:
     how = p.add_argument_group("optimisation")
     how.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                      help="optax: sgd and momentum (0.9) and adam add weight decay to the gradient "
-                          "(optax.add_decayed_weights, the seed's W <- W - lr (dW + wd W)); adamw "
+                          "(optax.add_decayed_weights: W <- W - lr (dW + wd W) for sgd); adamw "
                           "decouples it. " + _preset_help("optimizer"))
     how.add_argument("--lr", metavar="LR", type=float, default=None, help="peak learning rate. " + _preset_help("lr"))
     how.add_argument("--weight-decay", metavar="WD", type=float, default=None,
@@ -152,10 +147,11 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--log", metavar="FILE", default=None, help="write JSON lines here (see above). Default: none.")
     out.add_argument("--log-every", metavar="K", type=int, default=50,
                      help="log the training loss every K steps (the final step always). Default: 50.")
-    out.add_argument("--eval-every", metavar="K", type=int, default=500,
-                     help="evaluate on the test / validation set every K steps (and at the end). Default: 500.")
+    out.add_argument("--eval-every", metavar="K", type=int, default=None,
+                     help="evaluate on the test / validation set every K steps (and at the end). "
+                          + _preset_help("eval_every"))
     out.add_argument("--plots", metavar="DIR", default=None,
-                     help="write PNGs here: training.png (loss and accuracy or perplexity per step), "
+                     help="write PNGs here: training.png (loss and the evaluation metric per step), "
                           "backward_flow.png (|dL/dX| and |dL/dW| layer by layer, at the start and the end), "
                           "grad_agreement.png with --compare-modes. Default: none.")
     out.add_argument("--quiet", action="store_true", help="no progress bar. Default: off.")
@@ -163,12 +159,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    """Parse ``argv`` and fill the per-model defaults; check the flags against each other."""
+    """Parse ``argv`` and fill the preset's defaults; check the flags against each other."""
     p = parser()
     args = p.parse_args(argv)
-    for flag, value in PRESETS[args.model].items():
+    args.model = resolve(args.model)
+    preset = PRESETS[args.model]
+    for flag in FLAGS:
         if getattr(args, flag) is None:
-            setattr(args, flag, value)
+            setattr(args, flag, preset[flag])
     if args.warmup is None:
         args.warmup = max(1, args.steps // 20)
     for flag in ("steps", "batch_size", "ckpt_every", "keep", "log_every", "eval_every", "devices"):
@@ -181,200 +179,9 @@ def parse(argv=None) -> argparse.Namespace:
         p.error("--compare-modes trains three runs side by side and takes no checkpoints; drop --ckpt-dir/--resume.")
     if args.resume and not args.ckpt_dir:
         p.error("--resume needs --ckpt-dir.")
-    wants = {"mlp": "digits", "cnn": "digits", "transformer": "stdlib"}[args.model]
-    if args.data != wants:
-        p.error(f"--model {args.model} trains on --data {wants}; got --data {args.data}.")
+    if args.data != preset["data"]:
+        p.error(f"--model {args.model} trains on --data {preset['data']}; got --data {args.data}.")
     return args
-
-
-# the pieces of a run ---------------------------------------------------------------------------------
-def schedule(args):
-    """The learning rate per step (an optax schedule)."""
-    if args.schedule == "constant":
-        return optax.constant_schedule(args.lr)
-    if args.schedule == "cosine":
-        return optax.cosine_decay_schedule(args.lr, args.steps)
-    return optax.warmup_cosine_decay_schedule(0.0, args.lr, min(args.warmup, args.steps - 1), args.steps)
-
-
-def optimizer(args, lr):
-    """The optax transformation of ``--optimizer`` (see its help)."""
-    if args.optimizer == "adamw":
-        return optax.adamw(lr, weight_decay=args.weight_decay)
-    base = {"sgd": lambda: optax.sgd(lr), "momentum": lambda: optax.sgd(lr, momentum=0.9),
-            "adam": lambda: optax.adam(lr)}[args.optimizer]()
-    return optax.chain(optax.add_decayed_weights(args.weight_decay), base)
-
-
-def loss_and_grads(model, mode: str):
-    """``f(params, state, inputs, targets, key) -> (loss, new_state, grads)`` in ``mode``."""
-    stateful = model.has_state
-
-    def forward(method, loss_method, params, state, inputs, targets, key):
-        out = method(params, inputs, state, key=key, training=True)
-        logits, new_state = out if stateful else (out, None)
-        return loss_method(logits, targets), new_state
-
-    def f(params, state, inputs, targets, key):
-        if mode == "explicit":
-            out, grads = jb.backprop(model, LOSS, params, inputs, targets, state=state, key=key, training=True)
-            loss, new_state = out if stateful else (out, None)
-            return loss, new_state, grads
-        method, loss_method = (model, LOSS) if mode == "vjp" else (model.auto, LOSS.auto)
-        (loss, new_state), grads = jax.value_and_grad(
-            functools.partial(forward, method, loss_method), has_aux=True)(params, state, inputs, targets, key)
-        return loss, new_state, grads
-    return f
-
-
-def relative_difference(grads, reference):
-    """max|g - r| / max|r|, each max over every entry of every leaf: the error on the gradient's scale.
-
-    Not per leaf: a conv bias followed by batch norm has a true gradient of 0 (the norm removes the
-    mean), so its computed gradient is rounding noise and its own relative error is O(1).
-    """
-    leaves = list(zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(reference)))
-    diff = jnp.max(jnp.stack([jnp.max(jnp.abs(g - r)) for g, r in leaves]))
-    scale = jnp.max(jnp.stack([jnp.max(jnp.abs(r)) for _, r in leaves]))
-    return diff / jnp.maximum(scale, jnp.finfo(scale.dtype).tiny)
-
-
-class TrainState(NamedTuple):
-    """What a step carries and a checkpoint stores (with the data position, in its meta)."""
-
-    params: object     # the model's parameters (a tuple per serial, the layers' records)
-    state: object      # the model's state (batch-norm running statistics), None without one
-    opt_state: object  # optax's state (momentum, Adam moments, step count)
-    step: object       # int32 scalar: updates done
-    key: object        # uint32[2]: the PRNG key the next step splits
-
-
-class Setup(NamedTuple):
-    """Everything a run compiles once: the model, the data, the jitted functions and the start."""
-
-    model: jb.Model
-    dataset: datasets.Dataset
-    lr: object
-    step: object          # jitted (train_state, batch) -> (train_state, loss), in the run's mode
-    evaluate: object      # jitted (params, state, inputs, targets) -> (loss, accuracy), training=False
-    agreement: object     # jitted (train_state, batch) -> (explicit_vs_auto, vjp_vs_auto)
-    flow: tuple           # (jitted (params, state, batch, key) -> [(|x_bar|, |params_bar|)], their paths)
-    start: TrainState     # the initial training state (replicated over the mesh)
-    names: list           # one path per leaf of the training state
-    mesh: object
-
-
-def mesh_for(n: int):
-    """A 1-axis ``data`` mesh of the first ``n`` devices."""
-    devices = jax.devices()
-    if n > len(devices):
-        raise SystemExit(f"--devices {n}: only {len(devices)} device(s) visible ({devices[0].platform}). On CPU, "
-                         f"set XLA_FLAGS=--xla_force_host_platform_device_count={n} before starting Python.")
-    return jax.sharding.Mesh(np.array(devices[:n]), ("data",))
-
-
-def state_names(model, train_state) -> list:
-    """A readable path per leaf of the training state: params/state by the model's own paths."""
-    names = []
-    for part, tree in train_state._asdict().items():
-        if part in ("params", "state") and tree is not None:
-            own = list(model.paths(tree))
-            if len(own) == len(jax.tree_util.tree_leaves(tree)):
-                names += [f"{part}.{n}" for n in own]
-                continue
-        names += [part + jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
-    return names
-
-
-@functools.lru_cache(maxsize=None)
-def prepare(model_name, size, data_name, context, optimizer_name, lr, weight_decay, schedule_name, warmup, steps,
-            seed, devices) -> dict:
-    """What every mode of one configuration shares (cached: the modes and a resumed run reuse it)."""
-    args = argparse.Namespace(model=model_name, optimizer=optimizer_name, lr=lr, weight_decay=weight_decay,
-                              schedule=schedule_name, warmup=warmup, steps=steps)
-    dataset = datasets.load(data_name, seed=seed, model=model_name, context=context)
-    facts = dict(classes=dataset.info.get("classes"), vocab=dataset.info.get("vocab"), context=context)
-    model = MODELS[model_name](size=size, **facts)
-    lr_fn = schedule(args)
-    opt = optimizer(args, lr_fn)
-    example = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), dataset.example)
-
-    @jax.jit  # one compiled program for the whole initialisation (eagerly, every op compiles alone)
-    def initial(seed_key):
-        init_key, train_key = jax.random.split(seed_key)
-        params, state = model.init(init_key, example)
-        return TrainState(params, state, opt.init(params), jnp.zeros((), jnp.int32), train_key)
-
-    start = initial(jax.random.PRNGKey(seed))
-    mesh = mesh_for(devices)
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    grads_of = {m: loss_and_grads(model, m) for m in MODES}
-
-    def evaluate(forward, loss_fn, params, state, inputs, targets):
-        out = forward(params, inputs, state, training=False)
-        logits = out[0] if model.has_state else out
-        return loss_fn(logits, targets), jnp.mean(jnp.argmax(logits, -1) == targets)
-
-    def agreement(ts, batch):
-        key = jax.random.split(ts.key)[1]
-        grads = {m: grads_of[m](ts.params, ts.state, *batch, key)[2] for m in MODES}
-        return relative_difference(grads["explicit"], grads["auto"]), relative_difference(grads["vjp"], grads["auto"])
-
-    layer_order = []  # the record's paths in forward order, filled while tracing (jit sorts dict keys)
-
-    def flow(params, state, batch, key):
-        *_, record = jb.backprop(model, LOSS, params, *batch, state=state, key=key, training=True, record=True)
-        layer_order[:] = list(record)
-        return [(_norm(r["x_bar"]), _norm(r["params_bar"])) for r in record.values()]
-
-    on_mesh = lambda f: jax.jit(f, in_shardings=(replicated, sharded), out_shardings=replicated)
-    return dict(
-        model=model, dataset=dataset, lr=lr_fn, opt=opt, grads_of=grads_of, on_mesh=on_mesh, mesh=mesh,
-        evaluate={"apply": jax.jit(functools.partial(evaluate, model, LOSS)),
-                  "auto": jax.jit(functools.partial(evaluate, model.auto, LOSS.auto))},
-        agreement=on_mesh(agreement), flow=(jax.jit(flow), layer_order),
-        start=jax.device_put(start, replicated), names=state_names(model, start))
-
-
-@functools.lru_cache(maxsize=None)
-def build(mode: str, *config) -> Setup:
-    """``prepare(*config)`` and the jitted train step of ``mode`` (cached like ``prepare``)."""
-    shared = prepare(*config)
-    grads, opt = shared["grads_of"][mode], shared["opt"]
-
-    def step(ts, batch):
-        key, step_key = jax.random.split(ts.key)
-        loss, new_state, g = grads(ts.params, ts.state, *batch, step_key)
-        updates, opt_state = opt.update(g, ts.opt_state, ts.params)
-        return TrainState(optax.apply_updates(ts.params, updates), new_state, opt_state, ts.step + 1, key), loss
-
-    fields = {k: shared[k] for k in ("model", "dataset", "lr", "agreement", "flow", "start", "names", "mesh")}
-    return Setup(step=shared["on_mesh"](step), evaluate=shared["evaluate"]["auto" if mode == "auto" else "apply"],
-                 **fields)
-
-
-def _norm(tree):
-    """The L2 norm over every float leaf of ``tree``; NaN when there is none (integer inputs)."""
-    leaves = [l for l in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(l.dtype, jnp.floating)]
-    if not leaves:
-        return jnp.float32(jnp.nan)
-    return jnp.sqrt(sum(jnp.sum(jnp.square(l.astype(jnp.float32))) for l in leaves))
-
-
-def setup_for(args, mode: str) -> Setup:
-    return build(mode, args.model, args.size, args.data, args.context, args.optimizer, args.lr, args.weight_decay,
-                 args.schedule, args.warmup, args.steps, args.seed, args.devices)
-
-
-def global_batch(setup: Setup, position: int, batch_size: int):
-    """Batch number ``position``, sharded over the mesh; each process supplies its own rows."""
-    inputs, targets = setup.dataset.batch(position, batch_size)
-    sharding = jax.sharding.NamedSharding(setup.mesh, jax.sharding.PartitionSpec("data"))
-    share = lambda a: a.shape[0] // jax.process_count()
-    mine = lambda a: a[jax.process_index() * share(a):(jax.process_index() + 1) * share(a)]
-    return jax.tree_util.tree_map(lambda a: jax.make_array_from_process_local_data(sharding, mine(a), a.shape),
-                                  (inputs, targets))
 
 
 # one run ---------------------------------------------------------------------------------------------
@@ -398,16 +205,14 @@ class Log:
                 f.write(json.dumps(record) + "\n")
 
 
-def evaluation(setup: Setup, kind: str, ts, mode: str, step: int) -> dict:
-    """The eval record: test loss and accuracy, or validation loss and perplexity (per byte)."""
+def evaluation(setup: Setup, ts, mode: str, step: int) -> dict:
+    """The eval record: loss and the data set's metrics on the test / validation set
+    (perplexity per byte is exp of the loss; accuracy per target; sequence_accuracy per row)."""
     inputs, targets = setup.dataset.evaluation
-    loss, accuracy = setup.evaluate(ts.params, ts.state, inputs, targets)
-    record = dict(event="eval", mode=mode, step=step, loss=float(loss))
-    if kind == "classification":
-        record["accuracy"] = float(accuracy)
-    else:
-        record["perplexity"] = math.exp(float(loss))
-    return record
+    values = {k: float(v) for k, v in setup.evaluate(ts.params, ts.state, inputs, targets).items()}
+    values["perplexity"] = math.exp(values["loss"])
+    return dict(event="eval", mode=mode, step=step, loss=values["loss"],
+                **{m: values[m] for m in setup.dataset.metrics})
 
 
 def train(args, mode: str, log: Log, ckpt=None, resumed=None) -> dict:
@@ -436,12 +241,12 @@ def train(args, mode: str, log: Log, ckpt=None, resumed=None) -> dict:
             log.write(event="train", mode=mode, step=step, loss=float(loss), lr=float(setup.lr(i)))
             bar.set_postfix(loss=f"{float(loss):.4f}")
         if _due(step, args.eval_every, args.steps):
-            log.write(**evaluation(setup, setup.dataset.kind, ts, mode, step))
+            log.write(**evaluation(setup, ts, mode, step))
         if ckpt is not None and (step % args.ckpt_every == 0 or step == last):
             ckpt.save(step, ts, setup.names, dict(data_position=position, config=config_of(args)))
     bar.close()
     if first == last and first == args.steps:  # resumed a finished run: say where it stands
-        log.write(**evaluation(setup, setup.dataset.kind, ts, mode, first))
+        log.write(**evaluation(setup, ts, mode, first))
     flows = (flow_start, flow_norms(setup, ts, args)) if args.plots else None
     return dict(state=ts, flows=flows, setup=setup)
 
@@ -498,27 +303,58 @@ def main(argv=None) -> dict:
     return dict(results=results, records=log.records)
 
 
+def summary(records, modes) -> dict:
+    """Per mode, from the log records: the final eval record and the worst gradient agreement with
+    auto along the explicit run (``None`` without --compare-modes); ``{}`` before any evaluation."""
+    finals = {m: [r for r in records if r["event"] == "eval" and r["mode"] == m][-1:] for m in modes}
+    if not all(finals.values()):
+        return {}
+    checks = [r for r in records if r["event"] == "grad_agreement"]
+    worst = {m: max((r[f"{m}_vs_auto"] for r in checks), default=None) for m in modes if m != "auto"}
+    return {m: dict(finals[m][0], agreement=worst.get(m), checks=len(checks)) for m in modes}
+
+
+LABELS = {"sequence_accuracy": "rows right"}  # a copy row counts when all its symbols are right
+
+
+def _cell(metric: str, value: float) -> str:
+    return f"{value:.3f}" if metric == "perplexity" else f"{100 * value:.2f}%"
+
+
+def table(rows: dict, metrics, info) -> list:
+    """The summary as ``[header, row, ...]`` (strings): per mode its step, eval loss, metrics and
+    gradient agreement; for text, the unigram and bigram baselines (perplexity per byte)."""
+    lines = [["mode", "steps", "eval loss", *(LABELS.get(k, k) for k in metrics), "grad vs auto"]]
+    for m, r in rows.items():
+        agreement = "reference" if m == "auto" else ("" if r["agreement"] is None else f"{r['agreement']:.1e}")
+        lines.append([m, str(r["step"]), f"{r['loss']:.4f}", *(_cell(k, r[k]) for k in metrics), agreement])
+    for name in ("unigram", "bigram") if "perplexity" in metrics else ():
+        ppl = info[f"{name}_perplexity"]
+        lines.append([f"{name} baseline", "", f"{math.log(ppl):.4f}",
+                      *(f"{ppl:.3f}" if k == "perplexity" else "" for k in metrics), ""])
+    return lines
+
+
 def summarise(args, modes, log: Log, results) -> None:
     """Print the final evaluation per mode (and the text baselines); draw the plots."""
-    info = results[modes[0]]["setup"].dataset.info
-    finals = {m: [r for r in log.records if r["event"] == "eval" and r["mode"] == m][-1:] for m in modes}
-    if not all(finals.values()):  # stopped (--stop-after) before the first evaluation
+    setup = results[modes[0]]["setup"]
+    rows = summary(log.records, modes)
+    if not rows:  # stopped (--stop-after) before the first evaluation
         print(f"stopped at step {int(results[modes[0]]['state'].step)} of {args.steps}; continue with --resume.")
         return
-    finals = {m: r[0] for m, r in finals.items()}
-    metric = "accuracy" if "accuracy" in finals[modes[0]] else "perplexity"
-    print(f"\n{'mode':<9} {'step':>6} {'eval loss':>10} {metric:>11}")
-    for m in modes:
-        r = finals[m]
-        value = f"{100 * r[metric]:10.2f}%" if metric == "accuracy" else f"{r[metric]:11.3f}"
-        print(f"{m:<9} {r['step']:>6} {r['loss']:>10.4f} {value}")
-    if metric == "perplexity":
-        for name in ("unigram", "bigram"):
-            ppl = info[f"{name}_perplexity"]
-            print(f"{name:<9} {'':>6} {math.log(ppl):>10.4f} {ppl:11.3f}")
+    lines = table(rows, setup.dataset.metrics, setup.dataset.info)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    print(f"\n{args.model} on {args.data}: {args.steps} steps of {args.optimizer} (lr {args.lr:g}, {args.schedule}), "
+          f"batch {args.batch_size}, seed {args.seed}")
+    for line in lines:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+    if args.compare_modes:
+        print(f"grad vs auto: max|g - g_auto| / max|g_auto| over all weights, the worst of "
+              f"{rows[modes[0]]['checks']} checks along the explicit run (the same parameters and batch)")
     if args.plots and jax.process_index() == 0:
         import _plots
-        _plots.training(os.path.join(args.plots, "training.png"), args, modes, log.records, info)
+        _plots.training(os.path.join(args.plots, "training.png"), args, modes, log.records, setup.dataset.info,
+                        setup.dataset.metrics[0])
         _plots.backward_flow(os.path.join(args.plots, "backward_flow.png"), args, results[modes[0]]["flows"])
         if args.compare_modes:
             _plots.grad_agreement(os.path.join(args.plots, "grad_agreement.png"), args, log.records)
