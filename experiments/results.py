@@ -1,0 +1,110 @@
+"""Write the training results page, docs/results.md: every preset trained in the three modes.
+
+    python experiments/results.py                      # each preset's own step count (slow on CPU)
+    python experiments/results.py --max-steps 1000     # at most 1000 steps each (the page says which)
+    python experiments/results.py --logs a.jsonl ...   # tables from train.py --compare-modes --log files
+
+Each preset runs as ``train.py --model NAME --compare-modes --seed 0`` (in this process); the
+page gets one "measured on" line (CPU, cores, versions, date, computed here), the command that
+made it, and per preset the table ``train.py`` prints: per mode its final evaluation and the
+gradient agreement with auto along the explicit run (for lm, the unigram and bigram baselines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+
+import jax
+import jaxlib
+
+import train
+from presets import PRESETS
+
+PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results.md")
+WHAT = {"mlp": "the digits MLP", "cnn": "the digits CNN", "lm": "the byte-level transformer on the stdlib",
+        "copy-attention": "the copy task, attention", "copy-lstm": "the copy task, an LSTM"}
+
+
+def measured_on() -> str:
+    """``measured on: <CPU model>, <cores>[ with <accelerator>]; Python, jax, jaxlib versions; <UTC date>``."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        cpu += f" with {device.device_kind} ({device.platform})"
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"measured on: {cpu}, {len(os.sched_getaffinity(0))} cores; Python {platform.python_version()}, "
+            f"jax {jax.__version__}, jaxlib {jaxlib.__version__}; {date}")
+
+
+def run_preset(name: str, max_steps, seed: int) -> list:
+    """The log records of ``train.py --model name --compare-modes``, at most ``max_steps`` steps
+    (the schedules span the steps run)."""
+    steps = PRESETS[name]["steps"] if max_steps is None else min(max_steps, PRESETS[name]["steps"])
+    return train.main(["--model", name, "--compare-modes", "--seed", str(seed), "--steps", str(steps),
+                       "--quiet"])["records"]
+
+
+def read_log(path: str) -> list:
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def section(records: list) -> str:
+    """One preset's heading, configuration line and table (markdown), from its log records."""
+    start = next(r for r in records if r["event"] == "start")
+    config, info = start["config"], start["data"]
+    rows = train.summary(records, train.MODES)
+    if not rows or any(r["agreement"] is None for m, r in rows.items() if m != "auto"):
+        raise SystemExit(f"results: the log of {config['model']} is not a finished --compare-modes run.")
+    metrics = [k for k in rows["explicit"] if k not in ("event", "mode", "step", "loss", "agreement", "checks")]
+    lines = train.table(rows, metrics, info)
+    body = ["| " + " | ".join(line) + " |" for line in lines]
+    body.insert(1, "|" + "---|" * len(lines[0]))
+    return "\n".join([
+        f"## {config['model']}: {WHAT.get(config['model'], config['model'])}", "",
+        f"{config['steps']} steps of {config['optimizer']} (lr {config['lr']:g}, {config['schedule']}, weight decay "
+        f"{config['weight_decay']:g}), batch {config['batch_size']}, size {config['size']}, seed {config['seed']}; "
+        f"grad vs auto: the worst of {rows['explicit']['checks']} checks along the explicit run.", "", *body])
+
+
+def page(sections: list, command: str) -> str:
+    return "\n".join([
+        "---", "orphan: true", "---", "", "# Training results", "", measured_on(), "",
+        f"Made by `{command}` (generated: edit experiments/results.py, not this page). Each preset is "
+        f"`experiments/train.py --model NAME --compare-modes`: the three gradient modes from the same start "
+        f"over the same batches; eval metric on the test / validation set after the last step; grad vs auto "
+        f"= max|g - g_auto| / max|g_auto| over all weights, at the same parameters and batch.", "",
+        "\n\n".join(sections), ""])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", choices=list(PRESETS), default=list(PRESETS))
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="at most this many steps per preset. Default: each preset's own.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--logs", nargs="+", default=None, help="build the tables from these logs instead.")
+    parser.add_argument("--out", default=PAGE)
+    args = parser.parse_args(argv)
+    logs = ([read_log(p) for p in args.logs] if args.logs
+            else [run_preset(name, args.max_steps, args.seed) for name in args.presets])
+    command = " ".join(["python experiments/results.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    text = page([section(records) for records in logs], command)
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
