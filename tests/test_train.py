@@ -104,6 +104,23 @@ def test_the_readme_main_job_trains_the_mlp_in_three_modes_and_compares_their_gr
         assert text in out
 
 
+def test_results_page_is_built_from_the_runs_records(tmp_path):
+    """experiments/results.py: the measured-on line, the command, per preset the table of its log
+    (lm: with the unigram and bigram baselines), the same numbers as the log's."""
+    import results
+
+    log = tmp_path / "lm.jsonl"
+    train.main(flags("lm", "explicit", "--compare-modes", "--log", str(log)))
+    out = tmp_path / "results.md"
+    results.main(["--logs", str(log), "--out", str(out)])
+    text = out.read_text()
+    assert text.count("measured on: ") == 1 and f"jax {jax.__version__}" in text
+    assert f"python experiments/results.py --logs {log} --out {out}" in text
+    rows = train.summary(results.read_log(str(log)), train.MODES)
+    assert f"| explicit | {STEPS} | {rows['explicit']['loss']:.4f} | {rows['explicit']['perplexity']:.3f} |" in text
+    assert "| bigram baseline |" in text and f"{rows['vjp']['agreement']:.1e}" in text
+
+
 def test_transformer_is_the_lm_preset():
     assert train.parse(["--model", "transformer"]).model == "lm"
     with pytest.raises(SystemExit):
