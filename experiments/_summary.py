@@ -15,8 +15,10 @@ def summary(records, modes) -> dict:
     if not all(finals.values()):
         return {}
     checks = [r for r in records if r["event"] == "grad_agreement"]
-    worst = {m: max((r[f"{m}_vs_auto"] for r in checks), default=None) for m in modes if m != "auto"}
-    return {m: dict(finals[m][0], agreement=worst.get(m), checks=len(checks)) for m in modes}
+    worst = {m: max(checks, key=lambda r: r[f"{m}_vs_auto"], default=None) for m in modes if m != "auto"}
+    return {m: dict(finals[m][0], agreement=worst[m] and worst[m][f"{m}_vs_auto"],
+                    worst_step=worst[m] and worst[m]["step"], checks=len(checks)) if m in worst else
+            dict(finals[m][0], agreement=None, worst_step=None, checks=len(checks)) for m in modes}
 
 
 LABELS = {"sequence_accuracy": "rows right"}  # a copy row counts when all its symbols are right

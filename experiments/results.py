@@ -47,12 +47,12 @@ def measured_on() -> str:
             f"jax {jax.__version__}, jaxlib {jaxlib.__version__}; {date}")
 
 
-def run_preset(name: str, max_steps, seed: int) -> list:
+def run_preset(name: str, max_steps, seed: int, logs: str) -> list:
     """The log records of ``train.py --model name --compare-modes``, at most ``max_steps`` steps
-    (the schedules span the steps run)."""
+    (the schedules span the steps run); the log is kept as ``logs/name.jsonl`` (for ``--logs``)."""
     steps = PRESETS[name]["steps"] if max_steps is None else min(max_steps, PRESETS[name]["steps"])
-    return train.main(["--model", name, "--compare-modes", "--seed", str(seed), "--steps", str(steps),
-                       "--quiet"])["records"]
+    return train.main(["--model", name, "--compare-modes", "--seed", str(seed), "--steps", str(steps), "--quiet",
+                       "--log", os.path.join(logs, f"{name}.jsonl")])["records"]
 
 
 def read_log(path: str) -> list:
@@ -67,7 +67,11 @@ def section(records: list) -> str:
     rows = train.summary(records, train.MODES)
     if not rows or any(r["agreement"] is None for m, r in rows.items() if m != "auto"):
         raise SystemExit(f"results: the log of {config['model']} is not a finished --compare-modes run.")
-    metrics = [k for k in rows["explicit"] if k not in ("event", "mode", "step", "loss", "agreement", "checks")]
+    metrics = [k for k in rows["explicit"] if k not in ("event", "mode", "step", "loss", "agreement", "worst_step",
+                                                         "checks")]
+    worst = rows["explicit"]["worst_step"]
+    loss_there = next(r["loss"] for r in records if r["event"] == "train" and r["mode"] == "explicit"
+                      and r["step"] == worst)
     lines = train.table(rows, metrics, info)
     body = ["| " + " | ".join(line) + " |" for line in lines]
     body.insert(1, "|" + "---|" * len(lines[0]))
@@ -75,7 +79,8 @@ def section(records: list) -> str:
         f"## {config['model']}: {WHAT.get(config['model'], config['model'])}", "",
         f"{config['steps']} steps of {config['optimizer']} (lr {config['lr']:g}, {config['schedule']}, weight decay "
         f"{config['weight_decay']:g}), batch {config['batch_size']}, size {config['size']}, seed {config['seed']}; "
-        f"grad vs auto: the worst of {rows['explicit']['checks']} checks along the explicit run.", "", *body])
+        f"grad vs auto: the worst of {rows['explicit']['checks']} checks along the explicit run, at step {worst} "
+        f"(the explicit run's training loss there: {loss_there:.3g}).", "", *body])
 
 
 def page(sections: list, command: str) -> str:
@@ -84,7 +89,10 @@ def page(sections: list, command: str) -> str:
         f"Made by `{command}` (generated: edit experiments/results.py, not this page). Each preset is "
         f"`experiments/train.py --model NAME --compare-modes`: the three gradient modes from the same start "
         f"over the same batches; eval metric on the test / validation set after the last step; grad vs auto "
-        f"= max|g - g_auto| / max|g_auto| over all weights, at the same parameters and batch.", "",
+        f"= max|g - g_auto| / max|g_auto| over all weights, at the same parameters and batch. Where a run has "
+        f"solved its task (a training loss near 0), that is float32's rounding of the cross-entropy's "
+        f"gradient p - onehot, a difference 1 - p ~ loss: its relative error is about eps / loss, "
+        f"eps = 1.2e-7.", "",
         "\n\n".join(sections), ""])
 
 
@@ -96,9 +104,11 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--logs", nargs="+", default=None, help="build the tables from these logs instead.")
     parser.add_argument("--out", default=PAGE)
+    parser.add_argument("--keep-logs", metavar="DIR", default=os.path.join("experiments", "out", "results"),
+                        help="where the runs' logs go. Default: experiments/out/results.")
     args = parser.parse_args(argv)
     logs = ([read_log(p) for p in args.logs] if args.logs
-            else [run_preset(name, args.max_steps, args.seed) for name in args.presets])
+            else [run_preset(name, args.max_steps, args.seed, args.keep_logs) for name in args.presets])
     command = " ".join(["python experiments/results.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     text = page([section(records) for records in logs], command)
     with open(args.out, "w") as f:
