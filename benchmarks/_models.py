@@ -1,10 +1,10 @@
 """The experiments' own CNN and transformer LM as jitted training steps, in jaxback's three modes.
 
-They are the models ``experiments/train.py`` trains (``experiments/models.py``, size "small") on
-inputs of the trainer's shapes, with random values: only shapes and dtypes matter for time and
+They are the networks ``experiments/train.py`` trains (``experiments/models.py``, size "small")
+on inputs of the trainer's shapes, with random values: only shapes and dtypes matter for time and
 memory. Each step is ``step((params, state), (x, target)) -> (loss, (params, state))``: the
-gradients of one mode (``experiments/_common.model_gradients``: running statistics and a dropout
-key threaded through), then SGD. No peer framework has these networks here, so their reference
+gradients of one mode (``experiments/_setup.gradients``, the trainer's own ``jb.value_and_grad``:
+running statistics and a dropout key threaded through), then SGD. No peer framework has these networks here, so their reference
 column is jaxback's own ``auto`` (autodiff of the same forward).
 """
 
@@ -21,7 +21,7 @@ import jaxback as jb
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "experiments"))
 import models  # noqa: E402  (experiments/models.py)
-from _common import model_gradients  # noqa: E402
+from _setup import gradients  # noqa: E402  (the trainer's three modes)
 
 from _peers import _sgd  # noqa: E402
 
@@ -29,34 +29,33 @@ __all__ = ["cnn_case", "lm_case", "model_steps"]
 
 
 def cnn_case(batch=32, seed=0):
-    """``(model, (x, labels))``: the digits CNN on NHWC (N, 8, 8, 1) images, 10 classes."""
+    """``(network, (x, labels))``: the digits CNN on NHWC (N, 8, 8, 1) images, 10 classes."""
     rng = np.random.default_rng(seed)
     x = jnp.asarray(rng.standard_normal((batch, 8, 8, 1)), jnp.float32)
     return models.cnn(classes=10), (x, jnp.asarray(rng.integers(0, 10, batch), jnp.int32))
 
 
 def lm_case(batch=32, context=64, vocab=256, seed=0):
-    """``(model, ((ids, positions), next ids))``: the byte-level transformer LM, (N, T) windows."""
+    """``(network, (ids, next ids))``: the byte-level transformer LM on (N, T) windows."""
     rng = np.random.default_rng(seed)
     ids = jnp.asarray(rng.integers(0, vocab, (batch, context)), jnp.int32)
-    positions = jnp.broadcast_to(jnp.arange(context, dtype=jnp.int32), (batch, context))
     targets = jnp.asarray(rng.integers(0, vocab, batch * context), jnp.int32)
-    return models.transformer(vocab=vocab, context=context), ((ids, positions), targets)
+    return models.lm(vocab=vocab, length=context), (ids, targets)
 
 
-def model_steps(model, batch):
+def model_steps(network, batch):
     """``{mode: (jitted step, (params, state))}`` for explicit, vjp and auto."""
-    params, state = model.init(jax.random.PRNGKey(0), batch[0])
+    params, state = network.model.init(jax.random.PRNGKey(0), network.feed(batch[0]))
     key = jax.random.PRNGKey(1)  # a fixed dropout key: every call does the same work
 
     def make(mode):
-        gradients = model_gradients(model, jb.softmax_cross_entropy, mode)
+        grads_of = gradients(network, mode)
 
         def step(carry, batch):
-            (value, new_state), grads = gradients(carry[0], carry[1], *batch, key)
+            value, new_state, grads = grads_of(carry[0], carry[1], *batch, key)
             return value, (_sgd(carry[0], grads), new_state)
 
         return jax.jit(step)
 
-    return {mode: (make(mode), (params, state)) for mode in ("explicit", "vjp", "auto")}
+    return {mode: (make(mode), (params, state)) for mode in jb.MODES}
 

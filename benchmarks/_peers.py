@@ -45,14 +45,17 @@ def _jit_step(loss_fn):
 
 
 def _jaxback_steps(model, loss, params, batch_example):
-    """explicit / vjp / auto steps of one jaxback model: {name: (step, params)}."""
-    def explicit(params, batch):
-        value, grads = jb.backprop(model, loss, params, *batch)
-        return value, _sgd(params, grads)
+    """explicit / vjp / auto steps of one jaxback model (``jb.value_and_grad``): {name: (step, params)}."""
+    def make(mode):
+        grad_fn = jb.value_and_grad(model, loss, mode=mode)
 
-    vjp = _jit_step(lambda p, b: loss(model(p, b[0]), b[1]))
-    auto = _jit_step(lambda p, b: loss.auto(model.auto(p, b[0]), b[1]))
-    return {"explicit": (jax.jit(explicit), params), "vjp": (vjp, params), "auto": (auto, params)}
+        def step(params, batch):
+            value, grads = grad_fn(params, *batch)
+            return value, _sgd(params, grads)
+
+        return jax.jit(step), params
+
+    return {mode: make(mode) for mode in jb.MODES}
 
 
 # MLP ------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import attention_scaling
 import kernels
 import matmul
 import memory_audit
+import sequence_memory
 import train_steps
 from _bench import write_page
 
@@ -37,7 +38,10 @@ peers (equinox, flax) come with `pip install -e '.[bench]'`; PyTorch is a column
 
 def memory_page(args) -> str:
     return write_page(os.path.join(DOCS, "memory.md"), "Memory: what a hand rule saves, and what survives `jit`",
-                      "python benchmarks/report.py memory", [MEMORY_INTRO, memory_audit.report(memory_audit.run())])
+                      "python benchmarks/report.py memory",
+                      [MEMORY_INTRO, memory_audit.report(memory_audit.run()),
+                       "## Sequence models: memory against length\n\n`python benchmarks/sequence_memory.py`: "
+                       + sequence_memory.run(sequence_memory.ATTENTION_LENGTHS, sequence_memory.LSTM_LENGTHS)])
 
 
 def benchmarks_page(args) -> str:

@@ -32,7 +32,7 @@ ORDER = ["explicit", "vjp", "auto", "equinox", "flax", "torch"]
 
 
 MODELS = {"digits CNN b32 (experiments/models.py cnn)": _models.cnn_case,
-          "transformer LM b32 T=64 D=64 2 blocks (models.py transformer)": _models.lm_case}
+          "transformer LM b32 T=64 D=64 2 blocks (models.py lm)": _models.lm_case}
 
 
 def _cases(only, big):

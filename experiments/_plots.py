@@ -1,7 +1,8 @@
 """The pictures of ``experiments/train.py --plots DIR`` (matplotlib PNGs), drawn from its log records.
 
-* ``training``: the training loss per logged step and the test accuracy (digits) or validation
-  perplexity per byte (stdlib, with the unigram and bigram baselines as lines), one curve per mode.
+* ``training``: the training loss per logged step and the evaluation's headline metric: test
+  accuracy (digits), validation perplexity per byte (stdlib, with the unigram and bigram baselines
+  as lines) or the share of rows copied right (copy), one curve per mode.
 * ``grad_agreement``: along the explicit run, the relative gradient difference of explicit and of
   vjp to auto (``train.relative_difference``: max|g - g_auto| / max|g_auto| over all weights) per
   logged step, log scale, with float32's epsilon for scale.
@@ -37,20 +38,18 @@ def _title(args) -> str:
     return f"{args.model} on {args.data}: {args.optimizer}, lr {args.lr:g}, {args.schedule}, batch {args.batch_size}"
 
 
-def training(path: str, args, modes, records, info) -> None:
-    """Loss per step (left) and accuracy / perplexity per evaluation (right), per mode."""
+def training(path: str, args, modes, records, info, metric: str) -> None:
+    """Loss per step (left) and ``metric`` per evaluation (right), per mode."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     styles = dict(zip(("explicit", "vjp", "auto"), ("-", "--", ":")))
-    metric = None
     for m in modes:
         train = [r for r in records if r["event"] == "train" and r.get("mode") == m]
         evals = [r for r in records if r["event"] == "eval" and r.get("mode") == m]
         left.plot([r["step"] for r in train], [r["loss"] for r in train], styles[m], label=m)
-        metric = "accuracy" if evals and "accuracy" in evals[0] else "perplexity"
-        scale = 100 if metric == "accuracy" else 1
+        scale = 1 if metric == "perplexity" else 100
         final = evals[-1][metric] * scale if evals else float("nan")
         right.plot([r["step"] for r in evals], [r[metric] * scale for r in evals], styles[m], marker="o",
-                   label=f"{m} (final {final:.2f}{'%' if metric == 'accuracy' else ''})")
+                   label=f"{m} (final {final:.2f}{'' if metric == 'perplexity' else '%'})")
     left.set(xlabel="step", ylabel="training loss (cross-entropy)", yscale="log", title="training loss")
     if metric == "perplexity":
         for name, style in (("unigram", "-."), ("bigram", (0, (1, 3)))):
@@ -58,7 +57,8 @@ def training(path: str, args, modes, records, info) -> None:
                           label=f"{name} baseline ({info[f'{name}_perplexity']:.2f})")
         right.set(yscale="log", ylabel="validation perplexity per byte", title="validation perplexity")
     else:
-        right.set(ylabel="test accuracy (%)", title="test accuracy", ylim=(max(0, right.get_ylim()[0]), 100))
+        what = "rows copied right" if metric == "sequence_accuracy" else "test accuracy"
+        right.set(ylabel=f"{what} (%)", title=what, ylim=(max(0, right.get_ylim()[0]), 100))
     right.set(xlabel="step")
     left.legend()
     right.legend(loc="center right" if metric == "perplexity" else "lower right")

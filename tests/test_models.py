@@ -1,7 +1,6 @@
 """Models: the calling convention (params, state, key, training), init, paths, the three gradient
 modes on every network the experiments train, the backprop record, and the errors."""
 
-import functools
 import os
 import sys
 
@@ -14,8 +13,8 @@ import jaxback as jb
 from jaxback.testing import check_vjp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
-import networks  # noqa: E402  (the experiments' own model builders)
-from _common import model_gradients  # noqa: E402  (the experiments' three gradient modes)
+import models  # noqa: E402  (the experiments' networks)
+from _setup import gradients  # noqa: E402  (the experiments' three modes: jb.value_and_grad)
 
 KEY = jax.random.PRNGKey(0)
 
@@ -25,48 +24,37 @@ def _ids(shape, vocab, seed=0):
 
 
 def _problems():
-    """``name -> (model, loss, params, state, x, target)`` for every network the experiments train."""
-    x_img = jax.random.normal(KEY, (8, 8, 8, 1))
-    cnn = networks.digits_cnn(c1=4, c2=4)
-    lm = networks.transformer_lm(vocab=11, width=8, heads=2, depth=2, max_length=6)
-    att = networks.attention_copier(vocab=7, width=8, heads=2, length=5)
-    lstm = networks.lstm_copier(vocab=7, width=4, hidden=5)
-    ids = _ids((3, 5), 7)
-    lstm_x = (ids.T, jb.lstm_state(3, 5))
+    """``name -> (network, params, state, x, target)`` for every network the experiments train
+    (``experiments/models.py``, tiny), on inputs of their data's shapes."""
+    copy_ids, answers = _ids((3, 5), 7), _ids((3, 2), 7, 1)
+    cases = {"mlp": (models.mlp(classes=10, size="tiny"), jax.random.normal(KEY, (8, 64)), jnp.arange(8) % 10),
+             "cnn": (models.cnn(classes=10, size="tiny"), jax.random.normal(KEY, (8, 8, 8, 1)), jnp.arange(8) % 10),
+             "lm": (models.lm(vocab=11, length=6, size="tiny"), _ids((2, 6), 11), _ids((12,), 11, 1)),
+             "copy-attention": (models.copy_attention(vocab=7, length=5, size="tiny"), copy_ids, answers),
+             "copy-lstm": (models.copy_lstm(vocab=7, size="tiny"), copy_ids, answers)}
+    assert set(cases) == set(models.NETWORKS)
     out = {}
-    for name, model, loss, x, target in (
-            ("cnn", cnn, jb.softmax_cross_entropy, x_img, jnp.arange(8) % 10),
-            ("transformer_lm", lm, jb.softmax_cross_entropy, _ids((2, 6), 11), _ids((12,), 11, 1)),
-            ("attention_copier", att, networks.answer_loss, ids, _ids((3, 2), 7, 1)),
-            ("lstm_copier", lstm, jb.bind(networks.answer_loss, time_major=True), lstm_x, _ids((3, 2), 7, 1))):
-        params, state = model.init(KEY, x)
-        out[name] = (model, loss, params, state, x, target)
+    for name, (network, x, target) in cases.items():
+        params, state = network.model.init(KEY, network.feed(x))
+        out[name] = (network, params, state, x, target)
     return out
 
 
 PROBLEMS = _problems()
 
 
-def _gradients(mode, model, loss, params, state, x, target, key):
-    """``((loss, new_state), grads)`` in one mode: the experiments' own ``model_gradients``."""
-    return model_gradients(model, loss, mode)(params, state, x, target, key)
-
-
-def _explicit(model, loss, params, state, x, target, key):
-    return _gradients("explicit", model, loss, params, state, x, target, key)
-
-
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_three_modes_agree_on_every_experiment_network(name):
-    model, loss, params, state, x, target = PROBLEMS[name]
-    run = lambda mode: jax.jit(functools.partial(_gradients, mode, model, loss))(params, state, x, target, KEY)
-    (l_e, s_e), g_e = run("explicit")
-    (l_v, s_v), g_v = run("vjp")
-    (l_a, s_a), g_a = run("auto")
+    network, params, state, x, target = PROBLEMS[name]
+    run = lambda mode: jax.jit(gradients(network, mode))(params, state, x, target, KEY)
+    (l_e, s_e, g_e), (l_v, s_v, g_v), (l_a, s_a, g_a) = (run(m) for m in jb.MODES)
     assert l_e == l_v  # the same rules in the same order: bit for bit
     jax.tree_util.tree_map(np.testing.assert_array_equal, (g_e, s_e), (g_v, s_v))
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), g_e, g_a)
     np.testing.assert_allclose(l_e, l_a, rtol=1e-5)
+    if network.model.has_state:  # the running statistics moved, alike in every mode
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), s_e, s_a)
+        assert not all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(np.array_equal, s_e, state)))
 
 
 def test_explicit_mode_uses_no_jax_autodiff_on_any_experiment_network(monkeypatch):
@@ -74,17 +62,29 @@ def test_explicit_mode_uses_no_jax_autodiff_on_any_experiment_network(monkeypatc
         raise AssertionError("explicit mode must not call JAX autodiff")
     for name in ("grad", "vjp", "value_and_grad", "jacrev", "linearize"):
         monkeypatch.setattr(jax, name, forbidden)
-    for name, (model, loss, params, state, x, target) in PROBLEMS.items():
+    for name, (network, params, state, x, target) in PROBLEMS.items():
         # tracing runs every line of the explicit path (a forbidden call would raise); the values
         # are checked by the three-modes test above
-        out = jax.eval_shape(functools.partial(_explicit, model, loss), params, state, x, target, KEY)
-        (value, _), grads = out
+        value, _, grads = jax.eval_shape(gradients(network, "explicit"), params, state, x, target, KEY)
         assert value.shape == (), name
         assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(params), name
 
 
+def _nested_cnn():
+    """A CNN of nested serials and a residual block (the experiments' own are flat): the paths of
+    params and state through every kind of node."""
+    block = lambda: jb.serial(*models.conv_bn_relu(4))
+    model = jb.serial(block(), jb.residual(block()), jb.max_pool2d, block(), jb.max_pool2d, jb.flatten,
+                      jb.bind(jb.dropout, rate=0.25), jb.linear.sized(10))
+    x = jax.random.normal(KEY, (8, 8, 8, 1))
+    return (model, *model.init(KEY, x), x)
+
+
+NESTED = _nested_cnn()
+
+
 def test_init_infers_sizes_and_names_every_parameter():
-    model, _, params, state, x, _ = PROBLEMS["cnn"]
+    model, params, state, x = NESTED
     paths = model.paths(params)
     assert paths["serial[0].serial[0].conv2d.w"].shape == (3, 3, 1, 4)
     assert paths["serial[1].residual.serial[1].batch_norm.scale"].shape == (4,)
@@ -97,7 +97,7 @@ def test_init_infers_sizes_and_names_every_parameter():
 
 
 def test_state_is_returned_updated_and_never_mutated():
-    model, _, params, state, x, _ = PROBLEMS["cnn"]
+    model, params, state, x = NESTED
     before = jax.tree_util.tree_map(np.array, state)
     y, new_state = model(params, x, state, key=KEY)
     jax.tree_util.tree_map(np.testing.assert_array_equal, state, before)
@@ -146,12 +146,12 @@ def test_quick_start_chain_is_checked_by_check_vjp_with_its_none_entry():
 
 def test_the_copy_task_loss_rule_is_right():
     logits = jax.random.normal(KEY, (3, 5, 7), jnp.float64)
-    check_vjp(networks.answer_loss, logits, _ids((3, 2), 7))
-    check_vjp(networks.answer_loss, jnp.swapaxes(logits, 0, 1), _ids((3, 2), 7), time_major=True)
+    check_vjp(models.answer_loss, logits, _ids((3, 2), 7))
+    check_vjp(models.answer_loss, jnp.swapaxes(logits, 0, 1), _ids((3, 2), 7), time_major=True)
 
 
 # errors: the model path, what was expected and what came --------------------------------------------
-CNN, _, CNN_PARAMS, CNN_STATE, CNN_X, _ = PROBLEMS["cnn"]
+CNN, CNN_PARAMS, CNN_STATE, CNN_X = NESTED
 
 
 @pytest.mark.parametrize("call, error, match", [

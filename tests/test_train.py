@@ -1,10 +1,11 @@
-"""experiments/train.py: bit-exact resume for every model and mode, damaged and mismatched
-checkpoints, run-to-run determinism, and 4 simulated devices against one.
+"""experiments/train.py: the README's main job (--compare-modes), bit-exact resume for every preset
+and mode, damaged and mismatched checkpoints, run-to-run determinism, and 4 simulated devices
+against one.
 
 The script runs as its users run it, in float32: conftest turns x64 on for the whole session, so
 every call here is inside ``jax.enable_x64(False)`` (an autouse fixture). Tiny models
 (``--size tiny``) and a few steps keep this cheap; the straight and resumed runs of one
-model and mode share one compiled step (``train.build`` is cached), so each pair compiles once.
+model and mode share one compiled step (``_setup.build`` is cached), so each pair compiles once.
 """
 
 import json
@@ -22,9 +23,11 @@ pytest.importorskip("sklearn")
 pytest.importorskip("tqdm")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments"))
+sys.path.insert(0, str(ROOT / "experiments"))  # the scripts import each other as python experiments/x.py does
 
 import train  # noqa: E402
+from _setup import setup_for  # noqa: E402
+from presets import PRESETS  # noqa: E402
 from _checkpoint import CheckpointError, CheckpointMismatch, Checkpoints  # noqa: E402
 
 STEPS = 4
@@ -73,7 +76,7 @@ def straight_and_split(tmp_path, model, mode):
 
 
 @pytest.mark.parametrize("mode", train.MODES)
-@pytest.mark.parametrize("model", ["mlp", "cnn", "transformer"])
+@pytest.mark.parametrize("model", list(PRESETS))
 def test_resume_is_bit_exact(tmp_path, model, mode):
     straight, split = straight_and_split(tmp_path, model, mode)
     assert_bit_identical(final(straight), final(split))     # params, batch-norm state, optimiser, key
@@ -82,6 +85,46 @@ def test_resume_is_bit_exact(tmp_path, model, mode):
     assert trained(on_disk) == trained(straight["records"])
     assert [r["step"] for r in on_disk if r["event"] == "resume"] == [STEPS // 2]
     assert [r["step"] for r in trained(on_disk) if r["event"] == "train"] == list(range(1, STEPS + 1))
+
+
+def test_the_readme_main_job_trains_the_mlp_in_three_modes_and_compares_their_gradients(capsys):
+    """``train.py --model mlp --compare-modes`` (here its first 40 steps): the same start and batches
+    in every mode, explicit and vjp bit for bit, auto within rounding, the table printed."""
+    result = train.main(["--model", "mlp", "--compare-modes", "--steps", "40", "--log-every", "10", "--quiet"])
+    out = capsys.readouterr().out
+    rows = train.summary(result["records"], train.MODES)
+    assert rows["explicit"]["loss"] == rows["vjp"]["loss"] and rows["explicit"]["step"] == 40
+    assert abs(rows["auto"]["loss"] - rows["explicit"]["loss"]) < 1e-4
+    assert rows["explicit"]["checks"] == 4
+    for mode in ("explicit", "vjp"):
+        assert 0 <= rows[mode]["agreement"] < 1e-4   # float32 rounding, on the gradient's scale
+        assert f"{rows[mode]['agreement']:.1e}" in out
+    assert rows["explicit"]["accuracy"] > 0.8
+    for text in ("mode", "accuracy", "grad vs auto", "reference", f"{100 * rows['auto']['accuracy']:.2f}%"):
+        assert text in out
+
+
+def test_results_page_is_built_from_the_runs_records(tmp_path):
+    """experiments/results.py: the measured-on line, the command, per preset the table of its log
+    (lm: with the unigram and bigram baselines), the same numbers as the log's."""
+    import results
+
+    log = tmp_path / "lm.jsonl"
+    train.main(flags("lm", "explicit", "--compare-modes", "--log", str(log)))
+    out = tmp_path / "results.md"
+    results.main(["--logs", str(log), "--out", str(out)])
+    text = out.read_text()
+    assert text.count("measured on: ") == 1 and f"jax {jax.__version__}" in text
+    assert f"python experiments/results.py --logs {log} --out {out}" in text
+    rows = train.summary(results.read_log(str(log)), train.MODES)
+    assert f"| explicit | {STEPS} | {rows['explicit']['loss']:.4f} | {rows['explicit']['perplexity']:.3f} |" in text
+    assert "| bigram baseline |" in text and f"{rows['vjp']['agreement']:.1e}" in text
+
+
+def test_transformer_is_the_lm_preset():
+    assert train.parse(["--model", "transformer"]).model == "lm"
+    with pytest.raises(SystemExit):
+        train.parse(["--model", "lm", "--data", "digits"])
 
 
 def damage(ckpt_dir, step):
@@ -117,7 +160,7 @@ def test_unreadable_meta_is_damage_and_all_damaged_is_an_error(tmp_path):
 def saved(tmp_path, model, *extra, cast=None):
     """A checkpoint of ``model``'s starting state (its params cast to ``cast`` if given)."""
     args = train.parse(flags(model, "explicit", *extra))
-    setup = train.setup_for(args, "explicit")
+    setup = setup_for(args, "explicit")
     state = setup.start
     if cast is not None:
         state = state._replace(params=jax.tree_util.tree_map(lambda a: np.asarray(a).astype(cast), state.params))
@@ -129,7 +172,7 @@ def saved(tmp_path, model, *extra, cast=None):
 
 def restore_as(ckpt_dir, model, *extra):
     args = train.parse(flags(model, "explicit", *extra))
-    setup = train.setup_for(args, "explicit")
+    setup = setup_for(args, "explicit")
     return Checkpoints(str(ckpt_dir), keep=2).restore_latest(setup.start, setup.names)
 
 
