@@ -202,9 +202,10 @@ def attention_fwd(params: AttentionParams, x, *, num_heads: int, causal: bool = 
     return y, (params, x, *heads, mask)
 
 
-def _outer(a, b, w):
-    """a.T @ b summed over (n, t): (N, T, D), (N, T, D) -> (D, D), sharded as the weight ``w``."""
-    return jnp.einsum("ntd,nte->de", a, b, out_sharding=cotangent_sharding(w))
+def _outer(a, b, w=None):
+    """a.T @ b summed over (n, t): (N, T, D), (N, T, D) -> (D, D), sharded as the weight ``w``
+    (NOTE (sharding)); the registry's mutants call it without ``w``."""
+    return jnp.einsum("ntd,nte->de", a, b, out_sharding=None if w is None else cotangent_sharding(w))
 
 
 def _untiled_backward(q, k, v, o, m, lse, o_bar, causal, mask):
