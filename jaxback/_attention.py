@@ -76,6 +76,9 @@ NOTE (no q/k/v biases): a bias on K adds q_i . b_k to every score of row i, whic
 a bias on V adds b_v @ w_o to every y (rows of P sum to 1; fully masked rows aside), which b_o
 already provides; a bias on Q adds a learned per-key term b_q . k_j, which many transformers omit.
 So only the output has a bias, and the rule stays four matrix products.
+NOTE (sharding): under a mesh with explicit axes the four weight cotangents (sums over a sharded
+batch) are given their weight's sharding (``_sharding.cotangent_sharding``; ``None``, the same program,
+without such a mesh).
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ from ._attention_tiled import tiled_backward, tiled_forward
 from ._attention_checks import check
 from ._init import lecun_normal
 from ._layer import infer_from_features, make_layer
+from ._sharding import cotangent_sharding
 from ._statistics import compute_dtype
 
 __all__ = ["AttentionParams", "attention"]
@@ -198,9 +202,10 @@ def attention_fwd(params: AttentionParams, x, *, num_heads: int, causal: bool = 
     return y, (params, x, *heads, mask)
 
 
-def _outer(a, b):
-    """a.T @ b summed over (n, t): (N, T, D), (N, T, D) -> (D, D)."""
-    return jnp.einsum("ntd,nte->de", a, b)
+def _outer(a, b, w=None):
+    """a.T @ b summed over (n, t): (N, T, D), (N, T, D) -> (D, D), sharded as the weight ``w``
+    (NOTE (sharding)); the registry's mutants call it without ``w``."""
+    return jnp.einsum("ntd,nte->de", a, b, out_sharding=None if w is None else cotangent_sharding(w))
 
 
 def _untiled_backward(q, k, v, o, m, lse, o_bar, causal, mask):
@@ -221,7 +226,8 @@ def _backward(res, y_bar, num_heads, causal, heads_backward):
     o_bar = _split(y_bar32 @ p32.w_o.T, num_heads)
     qkv_bar = [_merge(a) for a in heads_backward(q, k, v, o, m, lse, o_bar, causal, saved_mask)]
     x_bar = sum(a @ w.T for a, w in zip(qkv_bar, p32[:3]))
-    grads = [_outer(x32, a) for a in qkv_bar] + [_outer(_merge(o), y_bar32), y_bar32.sum((0, 1))]
+    grads = ([_outer(x32, a, w) for a, w in zip(qkv_bar, p32[:3])]
+             + [_outer(_merge(o), y_bar32, p32.w_o), y_bar32.sum((0, 1))])
     return AttentionParams(*(g.astype(w.dtype) for g, w in zip(grads, params))), x_bar.astype(x.dtype)
 
 

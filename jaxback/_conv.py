@@ -53,6 +53,8 @@ NOTE: "SAME" pads ``(H'-1) s + e - H`` zeros with H' = ceil(H / s), the smaller 
 (like ``x @ w``); each cotangent is cast back to its primal's dtype.
 Residuals: ``w`` and ``x`` (the inputs themselves; nothing of size N H' W' C_out is saved) and a
 0-byte token of ``b``'s dtype.
+NOTE (sharding): under a mesh with explicit axes w_bar (a sum over the sharded batch) is given w's
+sharding, ``out_sharding=cotangent_sharding(w)`` (``None``, the same program, without such a mesh).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from jax import lax
 
 from ._init import lecun_normal
 from ._layer import dtype_token, make_layer
+from ._sharding import cotangent_sharding
 from ._validate import describe, require_float, require_rank
 from ._windows import explicit_padding, leftover, pair
 
@@ -155,7 +158,8 @@ def conv2d_bwd(res, y_bar, *, stride=1, padding="SAME", dilation=1):
     x_bar = lax.conv_general_dilated(y_bar, w_t, (1, 1), x_pads, lhs_dilation=s, rhs_dilation=d,
                                      dimension_numbers=DIMS)
     w_bar = lax.conv_general_dilated(x.astype(y_bar.dtype), y_bar, d, w_pads, rhs_dilation=s,
-                                     dimension_numbers=_W_BAR_DIMS)  # (kh, kw, C_in, C_out)
+                                     dimension_numbers=_W_BAR_DIMS,  # (kh, kw, C_in, C_out)
+                                     out_sharding=cotangent_sharding(w))
     b_bar = y_bar.sum((0, 1, 2))
     params_bar = Conv2dParams(w_bar.astype(w.dtype), b_bar.astype(b_dtype.dtype))
     return params_bar, x_bar.astype(x.dtype)

@@ -24,6 +24,9 @@ N x n x m stack of per-example outer products.
 Each cotangent is cast to its primal's dtype (a bfloat16 ``x`` into a float32 layer gets a bfloat16
 ``x_bar``). Residuals: ``w`` and ``x`` (inputs, held by reference) and a 0-byte token of ``b``'s
 dtype; ``y`` is not needed.
+NOTE (sharding): under a mesh with explicit axes (``jax.make_mesh``'s default) w_bar = x.T @ y_bar
+sums over a sharded batch, so its sharding is ambiguous to JAX: it is given w's own
+(``_sharding.cotangent_sharding``; ``None`` without such a mesh, the same program as before).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import jax.numpy as jnp
 
 from ._init import lecun_normal
 from ._layer import dtype_token, make_layer
+from ._sharding import cotangent_sharding
 from ._validate import describe, require_float, require_rank
 
 __all__ = ["LinearParams", "linear"]
@@ -95,7 +99,7 @@ def linear_bwd(res, y_bar):
     x_flat = x.reshape(math.prod(x.shape[:-1]), n)          # (N, n)
     y_bar_flat = y_bar.reshape(math.prod(y_bar.shape[:-1]), m)  # (N, m)
     x_bar = (y_bar @ w.T).astype(x.dtype)                    # (..., m)(m, n) -> (..., n)
-    w_bar = (x_flat.T @ y_bar_flat).astype(w.dtype)          # (n, N)(N, m) -> (n, m)
+    w_bar = jnp.matmul(x_flat.T, y_bar_flat, out_sharding=cotangent_sharding(w)).astype(w.dtype)  # (n, N)(N, m)
     b_bar = y_bar_flat.sum(0).astype(b_dtype.dtype)          # (m,)
     return LinearParams(w_bar, b_bar), x_bar
 

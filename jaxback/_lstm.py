@@ -72,6 +72,8 @@ NOTE (dtype): all inputs are promoted to their common float dtype (a float32 sta
 params runs in float32); each cotangent is cast back to its primal's dtype.
 NOTE (stability): sigmoid is ``lax.logistic`` (no overflow); |g|, |o|, |tc| <= 1 and 0 <= f <= 1, so
 |c_t| <= |c_0| + t and every slope is bounded: saturated gates give exact zero slopes, not NaN.
+NOTE (sharding): under a mesh with explicit axes w_x_bar and w_h_bar (sums over the sharded batch)
+are given their weight's sharding (``_sharding.cotangent_sharding``; ``None`` without such a mesh).
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ from jax import lax
 
 from ._init import lecun_normal
 from ._layer import make_layer
+from ._sharding import cotangent_sharding
 from ._validate import describe, require_float, require_rank
 
 __all__ = ["LSTMParams", "LSTMState", "lstm", "lstm_state"]
@@ -243,8 +246,9 @@ def _bptt(res, y_bar, cell_vjp=_cell_vjp):
     step = functools.partial(cell_vjp, w_h)
     (h_bar, c_bar), dzs = lax.scan(step, tuple(final_bar), (xw, h_prev, c_prev, cs, hs_bar), reverse=True)
     xs_bar = dzs @ w_x.T                              # (T, N, 4H)(4H, D) -> (T, N, D)
-    w_x_bar = jnp.einsum("tnd,tnk->dk", xs_c, dzs)    # (D, T*N)(T*N, 4H) -> (D, 4H)
-    w_h_bar = jnp.einsum("tnh,tnk->hk", h_prev, dzs)  # (H, T*N)(T*N, 4H) -> (H, 4H)
+    # (D, T*N)(T*N, 4H) -> (D, 4H) and (H, T*N)(T*N, 4H) -> (H, 4H): sums over the batch (NOTE (sharding))
+    w_x_bar = jnp.einsum("tnd,tnk->dk", xs_c, dzs, out_sharding=cotangent_sharding(w_x))
+    w_h_bar = jnp.einsum("tnh,tnk->hk", h_prev, dzs, out_sharding=cotangent_sharding(w_h))
     b_bar = dzs.sum((0, 1))                           # (4H,)
     cast = lambda bars, primals: type(primals)(*(u.astype(p.dtype) for u, p in zip(bars, primals)))
     params_bar, state_bar = cast((w_x_bar, w_h_bar, b_bar), params), cast((h_bar, c_bar), state)

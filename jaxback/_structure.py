@@ -25,8 +25,10 @@ identity(x): y = x, x_bar = y_bar (a branch that passes its input through, in ``
 
 reshape(x, shape=...): y = x.reshape(shape) (row-major);  x_bar = y_bar.reshape(x.shape).
 
-Residuals: only static shapes and dtypes (``Like``, zero bytes; ``select`` keeps every element's,
-to rebuild the zeros), and nothing for ``identity``. Each cotangent is cast to its primal's dtype.
+Residuals: only static shapes and dtypes (``Like``, zero bytes; ``select`` keeps every element's, and
+its sharding, to rebuild the zeros), and nothing for ``identity``. Each cotangent is cast to its primal's dtype.
+NOTE (sharding): select's zeros keep each element's sharding too (``_sharding.ZeroCotangent``): under
+a mesh with explicit axes ``custom_vjp`` wants the primal's type, sharding included.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._layer import Like, make_layer
+from ._sharding import ZeroCotangent
 from ._validate import describe
 
 __all__ = ["fan_out", "fan_in_sum", "fan_in_concat", "select", "identity", "reshape"]
@@ -144,13 +147,13 @@ def select_auto(xs, *, index=0):
 
 
 def select_fwd(xs, *, index=0):
-    return select_auto(xs, index=index), jax.tree_util.tree_map(Like.of, tuple(xs))
+    return select_auto(xs, index=index), jax.tree_util.tree_map(ZeroCotangent.of, tuple(xs))
 
 
 def select_bwd(res, y_bar, *, index=0):
     picked = jax.tree_util.tree_map(lambda g, like: g.astype(like.dtype), y_bar, res[index])
-    zeros = lambda tree: jax.tree_util.tree_map(lambda like: jnp.zeros(like.shape, like.dtype), tree,
-                                                is_leaf=lambda l: isinstance(l, Like))
+    zeros = lambda tree: jax.tree_util.tree_map(lambda like: like.zeros(), tree,
+                                                is_leaf=lambda l: isinstance(l, ZeroCotangent))
     return (tuple(picked if i == index else zeros(like) for i, like in enumerate(res)),)
 
 

@@ -18,21 +18,39 @@ import sys
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from ._check_vjp import random_cotangent
 from ._checks import assert_trees_close, vjp_of
 
 
-def _placed(tree, mesh):
-    """Split every leaf whose leading axis divides evenly over the mesh; replicate the rest."""
-    n = mesh.devices.size
+# The batch axis of ``info.shapes`` where it is not the leading one: lstm's xs is time-major (T, N, D).
+_BATCH_AXIS = {"lstm": 1}
 
-    def place(leaf):
-        spec = PartitionSpec("batch") if leaf.ndim and leaf.shape[0] % n == 0 else PartitionSpec()
+
+def _sample(info, n_devices: int):
+    """The largest sample shape with its batch axis set to ``2 * n_devices`` (divisible by the mesh),
+    and that batch size."""
+    axis, batch = _BATCH_AXIS.get(info.name, 0), 2 * n_devices
+    biggest = list(max(info.shapes, key=lambda s: np.prod(s)))
+    biggest[axis] = batch
+    return tuple(biggest), batch
+
+
+def _placed(info, args, mesh, batch: int):
+    """The arguments placed as a user places them: the data batch ("x"-role arguments, and the targets
+    or labels that follow a loss's roles) split over the mesh along each leaf's batch axis (its first
+    axis of size ``batch``: the state (N, H) beside lstm's (T, N, D) xs); parameters, state and keys
+    replicated (``Layer.roles``)."""
+    roles = tuple(info.layer.roles) + ("x",) * (len(args) - len(info.layer.roles))
+
+    def place(leaf, is_data):
+        axis = next((i for i, n in enumerate(np.shape(leaf)) if n == batch), None) if is_data else None
+        spec = PartitionSpec(*([None] * axis), "batch") if axis is not None else PartitionSpec()
         return jax.device_put(leaf, NamedSharding(mesh, spec))
 
-    return jax.tree_util.tree_map(place, tree)
+    return tuple(jax.tree_util.tree_map(functools.partial(place, is_data=role == "x"), arg)
+                 for role, arg in zip(roles, args))
 
 
 # The partitioner treats a hand rule as ordinary JAX ops, so what a sharded batch can break is how
@@ -50,20 +68,65 @@ ONE_PER_FAMILY = (
 )
 
 
+class AutodiffFailsToo(Exception):
+    """Under an explicit-sharding mesh, JAX autodiff of the plain forward fails as well: a limit of
+    the forward's ops under sharding in types, not of the hand rule."""
+
+
+def _explicit_mesh(n: int):
+    """``jax.make_mesh``'s default since jax 0.9: every axis ``Explicit`` (shardings in the types)."""
+    return jax.make_mesh((n,), ("batch",), axis_types=(AxisType.Explicit,))
+
+
+def _under(mesh, fn, *args):
+    """``fn(*args)``, with ``mesh`` the ambient mesh where it has explicit axes (``jax.set_mesh``)."""
+    if mesh.explicit_axes:
+        with jax.set_mesh(mesh):
+            return fn(*args)
+    return fn(*args)
+
+
+def _check_on(info, mesh, hyper, args, y_bar, batch) -> None:
+    run = jax.jit(functools.partial(vjp_of, info.layer.apply, hyper))
+    apply = jax.jit(functools.partial(info.layer.apply, **hyper))
+    where = f"{info.name} sharded over {mesh.devices.size} devices ({mesh.axis_types[0]} mesh)"
+    placed = _placed(info, args, mesh, batch)
+    y_bar_placed = None
+    try:
+        y = _under(mesh, apply, *placed)
+        # The cotangent sharded as the output is (what JAX's vjp expects under an explicit mesh).
+        y_bar_placed = jax.tree_util.tree_map(lambda a, o: jax.device_put(a, o.sharding), y_bar, y)
+        assert_trees_close(f"{where}, forward", y, apply(*args))
+        assert_trees_close(where, _under(mesh, run, placed, y_bar_placed), run(args, y_bar))
+    except Exception as hand_error:
+        if mesh.explicit_axes:
+            auto = jax.jit(functools.partial(vjp_of, info.layer.auto, hyper))
+            try:
+                y_auto = _under(mesh, jax.jit(functools.partial(info.layer.auto, **hyper)), *placed)
+                y_bar_auto = jax.tree_util.tree_map(lambda a, o: jax.device_put(a, o.sharding), y_bar, y_auto)
+                _under(mesh, auto, placed, y_bar_auto)
+            except Exception as e:
+                raise AutodiffFailsToo(f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
+        if isinstance(hand_error, AssertionError):
+            raise
+        raise AssertionError(f"{where}: {type(hand_error).__name__}: {hand_error}") from hand_error
+
+
 def check_sharded(info, seed: int = 0, hypers=None) -> None:
-    """Hand VJP (and output) with sharded inputs equals the single-device result, at each of
-    ``hypers`` (default: every setting of ``info``)."""
-    mesh = Mesh(np.array(jax.devices()), ("batch",))
-    biggest = max(info.shapes, key=lambda s: np.prod(s))
-    shape = (mesh.devices.size * 2,) + tuple(biggest[1:])  # leading axis divisible by the mesh
+    """Hand VJP (and output) with the data batch sharded equals the single-device result, at each of
+    ``hypers`` (default: every setting of ``info``), under a mesh of ``Auto`` axes (the partitioner
+    chooses) and one of ``Explicit`` axes (shardings in the types, ``jax.make_mesh``'s default).
+
+    Raises ``AssertionError`` where a hand rule fails, and :class:`AutodiffFailsToo` where, under the
+    explicit mesh, JAX autodiff of the plain forward fails as well (checked after the Auto mesh)."""
+    n = len(jax.devices())
+    meshes = (Mesh(np.array(jax.devices()), ("batch",), axis_types=(AxisType.Auto,)), _explicit_mesh(n))
+    shape, batch = _sample(info, n)
     for hyper in info.hypers if hypers is None else hypers:
         args = info.args(seed, shape=shape)
         y_bar = random_cotangent(info.layer.auto(*args, **hyper))
-        run = jax.jit(functools.partial(vjp_of, info.layer.apply, hyper))
-        sharded = run(_placed(args, mesh), _placed(y_bar, mesh))
-        assert_trees_close(f"{info.name} sharded over {mesh.devices.size} devices", sharded, run(args, y_bar))
-        apply = jax.jit(functools.partial(info.layer.apply, **hyper))
-        assert_trees_close(f"{info.name} sharded forward", apply(*_placed(args, mesh)), apply(*args))
+        for mesh in meshes:
+            _check_on(info, mesh, hyper, args, y_bar, batch)
 
 
 def main(argv=None) -> int:
@@ -87,7 +150,10 @@ def main(argv=None) -> int:
             continue
         try:
             check_sharded(info, hypers=hypers)
-            print(f"{info.name:<34} ok over {len(jax.devices())} devices")
+            print(f"{info.name:<34} ok over {len(jax.devices())} devices, Auto and Explicit meshes")
+        except AutodiffFailsToo as e:
+            print(f"{info.name:<34} ok over {len(jax.devices())} devices, Auto mesh; Explicit mesh: "
+                  f"JAX autodiff fails too ({e})")
         except AssertionError as e:
             failures += 1
             print(f"{info.name:<34} FAILED: {e}")
