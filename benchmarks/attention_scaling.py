@@ -20,7 +20,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from _bench import interleaved, machine, ratio_summary, table, temp_mb
+from _bench import interleaved, ratio_summary, table, temp_mb
 from _peers import have
 
 import jaxback as jb
@@ -86,8 +86,7 @@ def exponent(memory, name, lo=512, hi=4096):
 
 def report(memory, timing, rounds):
     names = list(next(iter(memory.values())))
-    out = [f"Machine: {machine()}. jit(grad) of attention alone, N=1, D=64, 4 heads, causal, float32.", "",
-           "Compiled temp memory, MiB:", "",
+    out = ["jit(grad) of attention alone, N=1, D=64, 4 heads, causal, float32. Compiled temp memory, MiB:", "",
            table(["T"] + names + ["tiled / autodiff"],
                  [[t] + [f"{m[n]:.2f}" for n in names] + [f"{m[names[0]] / m['autodiff untiled']:.4f}"]
                   for t, m in memory.items()]),
@@ -99,7 +98,7 @@ def report(memory, timing, rounds):
                 "same round (min-max); the untiled hand rule's median in ms:", "",
                 table(["T", "hand untiled ms"] + cols,
                       [[t, f"{s['hand untiled'][0] * 1e3:.2f}"] + [f"{s[c][1]:.2f} ({s[c][2]:.2f}-{s[c][3]:.2f})" for c in cols]
-                       for t, s in timing.items()])]
+                       for t, s in timing.items()], ("torch",))]
     return "\n".join(out)
 
 

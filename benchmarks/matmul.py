@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from _bench import table
+
 
 def _time(fn, rounds):
     fn()
@@ -45,6 +47,37 @@ def _jax_rates(n, rounds):
     return times, err
 
 
+def rates(n, rounds) -> tuple[dict, float, float]:
+    """``({variant: seconds per product, one per round}, XLA's error, XNNPACK's error)``."""
+    env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_xnnpack=true").strip())
+    child = subprocess.run([sys.executable, __file__, "--child", "--n", str(n), "--rounds", str(rounds)],
+                           env=env, capture_output=True, text=True, check=True)
+    xnn_times, xnn_err = json.loads(child.stdout.strip().splitlines()[-1])
+    rows = {}
+    rows["XLA default"], err = _jax_rates(n, rounds)
+    rows["XLA --xla_cpu_use_xnnpack=true (child process)"] = xnn_times
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    rows["numpy"] = _time(lambda: a @ b, rounds)
+    try:
+        import torch
+        torch.set_num_threads(2)
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        rows["PyTorch 2 threads"] = _time(lambda: ta @ tb, rounds)
+    except ImportError:
+        pass
+    return rows, err, xnn_err
+
+
+def report(n=2048, rounds=7) -> str:
+    rows, err, xnn_err = rates(n, rounds)
+    rate = {name: 2 * n ** 3 / statistics.median(t) for name, t in rows.items()}  # FLOP/s
+    cells = [(name, f"{r / 1e9:.0f}", f"{r / rate['XLA default']:.2f}") for name, r in rate.items()]
+    return (f"float32 {n}x{n} matmul, median of {rounds}; max relative error vs a float64 product: XLA default "
+            f"{err:.1e}, XNNPACK {xnn_err:.1e}.\n\n"
+            + table(["variant", "GFLOP/s", "vs XLA default"], cells, ("numpy", "torch")))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2048)
@@ -54,31 +87,7 @@ def main(argv=None):
     if args.child:
         print(json.dumps(_jax_rates(args.n, args.rounds)))
         return
-    flops = 2 * args.n ** 3
-    env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_xnnpack=true").strip())
-    child = subprocess.run([sys.executable, __file__, "--child", "--n", str(args.n), "--rounds", str(args.rounds)],
-                           env=env, capture_output=True, text=True, check=True)
-    xnn_times, xnn_err = json.loads(child.stdout.strip().splitlines()[-1])
-    rows = {}
-    rows["XLA default"], err = _jax_rates(args.n, args.rounds)
-    rows["XLA --xla_cpu_use_xnnpack=true (child process)"] = xnn_times
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((args.n, args.n)).astype(np.float32) for _ in range(2))
-    rows["numpy"] = _time(lambda: a @ b, args.rounds)
-    try:
-        import torch
-        torch.set_num_threads(2)
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        rows["PyTorch 2 threads"] = _time(lambda: ta @ tb, args.rounds)
-    except ImportError:
-        pass
-    print(f"float32 {args.n}x{args.n} matmul, median of {args.rounds}; max relative error vs float64: "
-          f"XLA default {err:.1e}, XNNPACK {xnn_err:.1e}\n")
-    print("| variant | GFLOP/s | vs XLA default |\n|---|---|---|")
-    base = flops / statistics.median(rows["XLA default"])
-    for name, t in rows.items():
-        rate = flops / statistics.median(t)
-        print(f"| {name} | {rate / 1e9:.0f} | {rate / base:.2f} |")
+    print(report(args.n, args.rounds))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ For every registry entry with a ``bench_shape``, in one run:
   too ("y+grad": as inside a network, where the next layer reads it, or a step that logs its loss).
 
 XLA already recovers much of what autodiff saves once the step is jitted (fusion and
-rematerialisation of elementwise work), so only the second column is a claim about real memory.
+rematerialisation of elementwise work), so only the compiled columns are claims about real memory.
+Prints the markdown that ``benchmarks/report.py memory`` writes to ``docs/memory.md``.
 """
 
 from __future__ import annotations
@@ -22,11 +23,24 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxback.testing import random_cotangent, registered
+from _bench import table
+from jaxback.testing import builtin_registry, random_cotangent
 from jaxback.testing.memory import compiled_temp_bytes, residual_bytes
+
+COLUMNS = ["res hand", "res auto", "grad hand", "grad auto", "y+grad hand", "y+grad auto"]
+EXPLAINED = """\
+Per layer at its registry entry's benchmark shape (`bench_shape`, `bench_hyper` in
+`jaxback/testing/_entries_*.py`), in MiB. "res" is what the VJP keeps between forward and backward
+(`jaxback.testing.memory.residual_bytes`: the arrays `jax.ad_checkpoint.print_saved_residuals`
+lists; inputs held by reference count on both sides). "grad" is what the compiled VJP allocates
+(`memory_analysis().temp_size_in_bytes` of `jit` of the gradient, the cotangent passed as an
+argument); "y+grad" compiles the layer's output too, as inside a network. XLA may drop forward work
+when only the gradient is asked for, so the two can differ either way. `tests/test_memory.py`
+asserts that every hand column is at most its autodiff column."""
 
 
 def audit(info, dtype):
+    """``(res hand, res auto, grad hand, grad auto, y+grad hand, y+grad auto)`` in bytes."""
     args = info.args(0, dtype=dtype, shape=info.bench_shape)
     hand = functools.partial(info.layer.apply, **info.bench_hyper)
     auto = functools.partial(info.layer.auto, **info.bench_hyper)
@@ -35,8 +49,47 @@ def audit(info, dtype):
     return (residual_bytes(hand, *args), residual_bytes(auto, *args), *temps)
 
 
-def _mb(n):
-    return f"{n / 2**20:9.3f}"
+def run(dtype="float32") -> list:
+    """``[(name, hyperparameters, shape, sizes in bytes), ...]``, one per entry with a bench_shape."""
+    dtype = jnp.dtype(dtype)
+    out = []
+    for info in builtin_registry().registered():
+        if info.bench_shape is not None:
+            hyper = ", ".join(f"{k}={v}" for k, v in info.bench_hyper.items())
+            out.append((info.name, hyper, info.bench_shape, audit(info, dtype)))
+            print(f"done: {info.name}", flush=True)
+    return out
+
+
+def _equal(a, b) -> bool:
+    """Within 5 %, or within 0.05 MiB (a few KiB of temp is no saving worth a claim)."""
+    return abs(a - b) <= max(0.05 * max(a, b), 0.05 * 2**20)
+
+
+def _less(hand, auto) -> bool:
+    return hand < auto and not _equal(hand, auto)
+
+
+def findings(results) -> str:
+    """Which rows show a saving, computed from the rows (no number written by hand)."""
+    buckets = [
+        ("Less compiled temp by hand, with the layer's output (y+grad)", lambda rh, ra, gh, ga, yh, ya: _less(yh, ya)),
+        ("Less compiled temp by hand for the gradient alone, the same with the output",
+         lambda rh, ra, gh, ga, yh, ya: _less(gh, ga) and _equal(yh, ya)),
+        ("Fewer residuals by hand, the same compiled temp either way (XLA recovers autodiff's extra "
+         "residuals once jitted)", lambda rh, ra, gh, ga, yh, ya: _less(rh, ra) and _equal(gh, ga) and _equal(yh, ya)),
+        ("The same residuals either way (the inputs are the residuals)", lambda rh, ra, *_: _equal(rh, ra))]
+    lines = []
+    for what, keep in buckets:
+        names = list(dict.fromkeys(f"`{name}`" for name, _, _, sizes in results if keep(*sizes)))
+        lines.append(f"* {what}: {', '.join(names) if names else 'none'}.")
+    return "\n".join(lines)
+
+
+def report(results, dtype="float32") -> str:
+    rows = [[f"`{name}`" + (f" ({hyper})" if hyper else ""), shape, *(f"{n / 2**20:.3f}" for n in sizes)]
+            for name, hyper, shape, sizes in results]
+    return "\n\n".join([EXPLAINED, table(["layer", f"shape ({dtype})", *COLUMNS], rows), findings(results)])
 
 
 def main(argv=None):
@@ -45,20 +98,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    dtype = jnp.dtype(args.dtype)
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {dtype.name}; MiB")
-    pair = lambda what: f"{what + ' hand':>9} {what + ' auto':>9} {'ratio':>6}"
-    print(f"{'layer':<24} {'shape':<18} {pair('res')}   {pair('grad')}   {pair('y+g')}")
-    for info in registered():
-        if info.bench_shape is None:
-            continue
-        sizes = audit(info, dtype)
-        cells = [f"{_mb(h)} {_mb(a)} {_ratio(h, a)}" for h, a in zip(sizes[::2], sizes[1::2])]
-        print(f"{info.name:<24} {str(info.bench_shape):<18} " + "   ".join(cells))
-
-
-def _ratio(hand, auto):
-    return f"{hand / auto:6.2f}" if auto else "   n.a"
+    print(report(run(args.dtype), args.dtype))
 
 
 if __name__ == "__main__":

@@ -1,40 +1,69 @@
-"""Regenerate the README's benchmark section: run the benchmarks at their default sizes and write
-their tables (with date and machine) between the README's ``<!-- benchmarks:start -->`` and
-``<!-- benchmarks:end -->`` markers.
+"""Regenerate the measured docs pages. Each table is written by the script that measures it, headed
+by one ``measured on`` line (machine, versions, date); a rerun replaces the page (history is git's).
 
-    python benchmarks/report.py [--readme README.md] [--rounds 7]
+    python benchmarks/report.py memory                    # docs/memory.md: compiles only, about a minute
+    python benchmarks/report.py benchmarks [--rounds 7]   # docs/benchmarks.md: timings, on a quiet machine
+
+``memory`` runs ``memory_audit.py``; ``benchmarks`` runs ``train_steps.py``, ``attention_scaling.py``
+(and its PNG), ``kernels.py`` and ``matmul.py`` at their default sizes.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 
 import attention_scaling
+import kernels
+import matmul
+import memory_audit
 import train_steps
+from _bench import write_page
 
-START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs")
+FIGURE = "figures/attention_scaling.png"  # relative to docs/
+
+MEMORY_INTRO = """\
+What a hand rule saves against autodiff of the same forward (`layer.auto`), per layer, before and
+after `jit`. The training steps' compiled memory is on the [benchmarks page](benchmarks.md)."""
+
+BENCHMARKS_INTRO = """\
+Each script measures in one process, every variant once per round in a rotating order, and prints
+the median over rounds of variant / reference *in the same round* with its range, so load from
+other processes hits all variants alike. Timings are only as good as the machine was quiet. The
+peers (equinox, flax) come with `pip install -e '.[bench]'`; PyTorch is a column when installed
+(`pip install torch`, a CPU build). Each section's script also runs alone and prints its tables."""
+
+
+def memory_page(args) -> str:
+    return write_page(os.path.join(DOCS, "memory.md"), "Memory: what a hand rule saves, and what survives `jit`",
+                      "python benchmarks/report.py memory", [MEMORY_INTRO, memory_audit.report(memory_audit.run())])
+
+
+def benchmarks_page(args) -> str:
+    steps = train_steps.report(*train_steps.run("all", args.rounds), args.rounds)
+    memory, timing = attention_scaling.run(8192, 2048, args.rounds)
+    attention_scaling.plot(memory, os.path.join(DOCS, FIGURE))
+    sections = [BENCHMARKS_INTRO,
+                "## Training steps\n\n`python benchmarks/train_steps.py`: " + steps,
+                "## Attention alone\n\n`python benchmarks/attention_scaling.py`: "
+                + attention_scaling.report(memory, timing, args.rounds)
+                + f"\n\n![compiled temp memory of attention's gradient against T]({FIGURE})",
+                "## Two choices inside the rules\n\n`python benchmarks/kernels.py`: " + kernels.report(args.rounds),
+                "## This machine's matmul rate\n\n`python benchmarks/matmul.py`: " + matmul.report(2048, args.rounds)]
+    return write_page(os.path.join(DOCS, "benchmarks.md"), "Benchmarks: time, compiled memory, compile time",
+                      f"python benchmarks/report.py benchmarks --rounds {args.rounds}", sections)
+
+
+PAGES = {"memory": memory_page, "benchmarks": benchmarks_page}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "..", "README.md"))
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("page", choices=sorted(PAGES))
+    parser.add_argument("--rounds", type=int, default=7, help="timing rounds (benchmarks page). Default: 7.")
     args = parser.parse_args(argv)
-    steps = train_steps.report(*train_steps.run("all", args.rounds), args.rounds)
-    memory, timing = attention_scaling.run(8192, 2048, 5)
-    attention_scaling.plot(memory, os.path.join(os.path.dirname(__file__), "out", "attention_scaling.png"))
-    body = "\n\n".join([steps, attention_scaling.report(memory, timing, 5),
-                        "![attention temp memory vs T](benchmarks/out/attention_scaling.png)"])
-    with open(args.readme) as f:
-        text = f.read()
-    if START not in text or END not in text:
-        raise SystemExit(f"report: {args.readme} has no {START} ... {END} section")
-    text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{body}\n{END}", text, flags=re.S)
-    with open(args.readme, "w") as f:
-        f.write(text)
-    print(body)
+    print(PAGES[args.page](args))
 
 
 if __name__ == "__main__":

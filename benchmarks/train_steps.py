@@ -20,7 +20,7 @@ import time
 
 import jax
 
-from _bench import compile_seconds, interleaved, machine, ratio_summary, table, temp_mb
+from _bench import compile_seconds, interleaved, ratio_summary, table, temp_mb
 import _models
 import _peers
 
@@ -98,18 +98,22 @@ def run(only="all", rounds=7, big=False):
     return time_rows, memory_rows
 
 
+PEERS = ("equinox", "flax", "torch")  # their versions go in the tables' headers when installed
+
+
 def report(time_rows, memory_rows, rounds):
-    out = [f"Machine: {machine()}. Training step (loss, gradients, SGD update), float32; "
+    out = ["Training step (loss, gradients, SGD update), float32; "
            f"median of {rounds} interleaved rounds of each variant's time / the reference's in the same round "
-           f"(min-max over rounds); the reference's median in ms: plain JAX, or jaxback auto for the two "
-           f"experiment models, which have no plain-JAX or peer twin here.", "",
+           "(min-max over rounds); the reference's median in ms: plain JAX, or jaxback auto for the two "
+           "experiment models, which have no plain-JAX or peer twin here. An empty cell: that peer is not "
+           "installed.", "",
            table(["training step", "reference ms", "jaxback explicit", "jaxback vjp", "jaxback auto", "equinox",
-                  "flax linen", "PyTorch 2 threads"], time_rows), "",
+                  "flax linen", "PyTorch 2 threads"], time_rows, PEERS), "",
            "Compiled temp memory of each jitted step (MiB; `memory_analysis().temp_size_in_bytes`), the "
            "hand modes' ratio to jaxback's own autodiff twin, and the wall seconds to trace and compile each "
            "step (one fresh `jax.jit` each):", "",
            table(["training step", "plain JAX", "explicit", "vjp", "auto", "equinox", "flax", "explicit/auto",
-                  "vjp/auto", "compile s: JAX", "explicit", "vjp", "auto"], memory_rows)]
+                  "vjp/auto", "compile s: JAX", "explicit", "vjp", "auto"], memory_rows, PEERS)]
     return "\n".join(out)
 
 

@@ -196,35 +196,46 @@ def row_sums(q_blocks, k_blocks, v_blocks, m_blocks, lse_blocks, o_bar_blocks, b
     return lax.scan(query_block, None, (index, q_blocks, m_blocks, lse_blocks, o_bar_blocks))[1]
 
 
-@functools.partial(jax.jit, static_argnames=("causal", "block", "kernel", "allowed_fn"))
-def tiled_backward(q, k, v, o, m, lse, o_bar, causal, mask, block, *, kernel=block_backward,
-                   allowed_fn=block_allowed):
-    """q_bar, k_bar, v_bar: (N, H, T, d) each (``o`` is unused: see NOTE (rowsum)). ``kernel`` and
-    ``allowed_fn`` are steps of the derivation (the registry's mutants swap one for a classic mistake)."""
-    t = q.shape[2]
-    mask, (q_blocks, m_blocks, lse_blocks, o_bar_blocks, k_blocks, v_blocks) = (
-        _padded_mask(mask, t, block), [_blocks(a, block) for a in (q, m, lse, o_bar, k, v)])
-    d_blocks = row_sums(q_blocks, k_blocks, v_blocks, m_blocks, lse_blocks, o_bar_blocks, block, t, causal, mask)
-    rows, index = (q_blocks, o_bar_blocks, m_blocks, lse_blocks, d_blocks), jnp.arange(k_blocks.shape[0])
+def _make_tiled_backward(kernel, allowed_fn):
+    """The tiled backward, from two of its derivation's steps: ``kernel``, block (i, j)'s shares of the
+    cotangents (``block_backward``), and ``allowed_fn``, which pairs of a block may attend
+    (``block_allowed``). ``tiled_backward`` below is the true instance; the registry's mutants
+    (``jaxback/testing/_entries_attention_tiled.py``) build their own, one step swapped for a classic
+    tiling mistake, so the rule's public signature carries no hook for them."""
 
-    def key_block(q_bar_t, xs):
-        j, k_j, k_t_j, v_j = xs
+    @functools.partial(jax.jit, static_argnames=("causal", "block"))  # NOTE (jit)
+    def tiled_backward(q, k, v, o, m, lse, o_bar, causal, mask, block):
+        """q_bar, k_bar, v_bar: (N, H, T, d) each (``o`` is unused: see NOTE (rowsum))."""
+        t = q.shape[2]
+        mask, (q_blocks, m_blocks, lse_blocks, o_bar_blocks, k_blocks, v_blocks) = (
+            _padded_mask(mask, t, block), [_blocks(a, block) for a in (q, m, lse, o_bar, k, v)])
+        d_blocks = row_sums(q_blocks, k_blocks, v_blocks, m_blocks, lse_blocks, o_bar_blocks, block, t, causal, mask)
+        rows, index = (q_blocks, o_bar_blocks, m_blocks, lse_blocks, d_blocks), jnp.arange(k_blocks.shape[0])
 
-        def query_block(kv_bar, ys):
-            i, q_i, o_bar_i, m_i, lse_i, d_i = ys
-            allowed = allowed_fn(i, j, block, t, causal, mask)
+        def key_block(q_bar_t, xs):
+            j, k_j, k_t_j, v_j = xs
 
-            def add(carry):
-                k_bar_j, v_bar_j, _ = carry
-                q_share_t, k_share, v_share = kernel(q_i, k_j, k_t_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed)
-                return k_bar_j + k_share, v_bar_j + v_share, q_share_t
+            def query_block(kv_bar, ys):
+                i, q_i, o_bar_i, m_i, lse_i, d_i = ys
+                allowed = allowed_fn(i, j, block, t, causal, mask)
 
-            k_bar_j, v_bar_j, q_bar_t_i = _visit(allowed, add, (*kv_bar, jnp.zeros_like(transposed(q_i))))
-            return (k_bar_j, v_bar_j), q_bar_t_i
+                def add(carry):
+                    k_bar_j, v_bar_j, _ = carry
+                    q_share_t, k_share, v_share = kernel(q_i, k_j, k_t_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed)
+                    return k_bar_j + k_share, v_bar_j + v_share, q_share_t
 
-        kv_bar, q_bar_t_shares = lax.scan(query_block, (jnp.zeros_like(k_j), jnp.zeros_like(v_j)), (index, *rows))
-        return q_bar_t + q_bar_t_shares, kv_bar
+                k_bar_j, v_bar_j, q_bar_t_i = _visit(allowed, add, (*kv_bar, jnp.zeros_like(transposed(q_i))))
+                return (k_bar_j, v_bar_j), q_bar_t_i
 
-    xs = (index, k_blocks, transposed(k_blocks), v_blocks)  # k_j.T made once, outside the loops: NOTE (layout)
-    q_bar_t, (k_bar, v_bar) = lax.scan(key_block, jnp.zeros_like(transposed(q_blocks)), xs)
-    return _unblocks(transposed(q_bar_t), t), _unblocks(k_bar, t), _unblocks(v_bar, t)
+            start = (jnp.zeros_like(k_j), jnp.zeros_like(v_j))
+            kv_bar, q_bar_t_shares = lax.scan(query_block, start, (index, *rows))
+            return q_bar_t + q_bar_t_shares, kv_bar
+
+        xs = (index, k_blocks, transposed(k_blocks), v_blocks)  # k_j.T made once, outside the loops: NOTE (layout)
+        q_bar_t, (k_bar, v_bar) = lax.scan(key_block, jnp.zeros_like(transposed(q_blocks)), xs)
+        return _unblocks(transposed(q_bar_t), t), _unblocks(k_bar, t), _unblocks(v_bar, t)
+
+    return tiled_backward
+
+
+tiled_backward = _make_tiled_backward(block_backward, block_allowed)

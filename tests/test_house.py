@@ -1,8 +1,8 @@
 """The new-layer checklist of CONTRIBUTING.md, enforced; and each layer documents itself.
 
-Every exported layer has a registry entry, a row in the README's layer table and a docs page (its
-family's page under docs/layers/, showing the module docstring and the bwd source; model modules
-are documented by the generated models page); every registered layer is exported.
+Every exported layer has a registry entry, a row in the layer table of docs/layers/index.md and a
+docs page (its family's page under docs/layers/, showing the module docstring and the bwd source;
+model modules are documented by the generated models page); every registered layer is exported.
 """
 
 import inspect
@@ -31,23 +31,29 @@ def test_every_exported_layer_is_registered_and_every_registered_layer_exported(
     # model entries are example networks built by exported combinators, not layers of their own
     # model entries are example networks built by exported combinators, not layers of their own;
     # "attention (tiled)" is a second entry, a setting of an exported layer
-    registered = {info.layer.name.split(" (")[0] for info in jbt.registered() if not info.layer.composed}
+    registered = {info.layer.name.split(" (")[0] for info in jbt.builtin_registry().registered() if not info.layer.composed}
     assert set(EXPORTED) <= registered, f"no registry entry: {sorted(set(EXPORTED) - registered)}"
     assert registered <= set(EXPORTED), f"registered but not exported: {sorted(registered - set(EXPORTED))}"
 
 
-def _readme_layer_rows() -> set:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = text[text.index("## Layers"):]
-    table = table[:table.index("\n## ")]
-    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+LAYER_TABLE = ROOT / "docs" / "layers" / "index.md"
+
+
+def _layer_table_rows() -> set:
+    """The layer names in the first column of the layer table (a row may name several)."""
+    rows = [line.split("|")[1] for line in LAYER_TABLE.read_text(encoding="utf-8").splitlines()
+            if line.startswith("| `")]
     return {name for cell in rows for name in re.findall(r"`(\w+)`", cell)}
 
 
+def test_the_layer_table_names_only_exported_names():
+    assert _layer_table_rows() <= set(jb.__all__), f"not exported: {sorted(_layer_table_rows() - set(jb.__all__))}"
+
+
 @pytest.mark.parametrize("name", sorted(EXPORTED))
-def test_every_exported_layer_has_a_readme_row_and_a_docs_page(name):
+def test_every_exported_layer_has_a_table_row_and_a_docs_page(name):
     layer = EXPORTED[name]
-    assert name in _readme_layer_rows(), f"{name}: no row in the README's layer table"
+    assert name in _layer_table_rows(), f"{name}: no row in the layer table of {LAYER_TABLE.relative_to(ROOT)}"
     module = _module(layer)
     if MODEL_MODULE.match(module):
         return  # docs/_generated/models.md renders every model module's docstrings

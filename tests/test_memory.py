@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import pytest
 
 from jaxback._layer import saved_only
-from jaxback.testing import random_cotangent, registered
+from jaxback.testing import builtin_registry, random_cotangent
 from jaxback.testing.memory import compiled_temp_bytes, residual_bytes
 
-BENCHED = [info for info in registered() if info.bench_shape is not None]
+BENCHED = [info for info in builtin_registry().registered() if info.bench_shape is not None]
 
 
 @pytest.fixture(params=BENCHED, ids=lambda info: info.name)

@@ -1,5 +1,8 @@
-"""Every Python block of the README runs as written (or is a verbatim excerpt of the source), and
-the README's limits are what JAX does."""
+"""The README is a guide read top to bottom: its Python blocks run in order, in one namespace, as a
+reader would paste them (or are verbatim excerpts of the source); its links point at files that
+exist; and its limits are what JAX does."""
+
+import re
 
 import jax
 import jax.numpy as jnp
@@ -9,30 +12,63 @@ import jaxback as jb
 from _markdown import ROOT, python_blocks, run_or_compare
 
 README = ROOT / "README.md"
+BLOCKS = python_blocks(README)
 
 
-def _quick_start_line():
+@pytest.fixture(scope="module")
+def walk():
+    """Run the blocks in order; ``(namespace, {line: exception})``: a failed block stops the walk (the
+    blocks after it read its names), so later blocks are reported as not reached."""
+    namespace, failed = {}, {}
+    for line, code in BLOCKS:
+        try:
+            run_or_compare(README, [(line, code)], namespace)
+        except Exception as e:  # reported by the block's own test below
+            failed[line] = e
+            break
+    return namespace, failed
+
+
+@pytest.mark.parametrize("line, code", BLOCKS, ids=lambda v: str(v) if isinstance(v, int) else "")
+def test_every_python_block_runs_or_matches_the_source(walk, line, code):
+    _, failed = walk
+    stopped = min(failed, default=None)
+    if stopped == line:
+        raise failed[line]
+    assert stopped is None or line < stopped, f"README.md:{line} not reached: the block at line {stopped} failed"
+
+
+def test_readme_has_the_guides_blocks_and_an_excerpt():
+    assert len(BLOCKS) >= 4
+    assert any(code.startswith("# excerpt of jaxback/_linear.py, verbatim") for _, code in BLOCKS)
+
+
+def test_the_three_modes_section_computes_every_mode_with_value_and_grad(walk):
+    namespace, failed = walk
+    assert not failed
+    section = README.read_text(encoding="utf-8").split("## One model in three modes")[1].split("\n## ")[0]
+    assert "jb.value_and_grad(" in section and "jb.MODES" in section
+    assert set(namespace["grads"]) == set(jb.MODES)
+    assert all(namespace["grads"][mode][1] is None for mode in jb.MODES)   # tanh: no parameters
+    first = next(iter(namespace["record"].values()))                      # the explicit mode's record
+    assert {"x", "x_bar", "params_bar"} <= set(first)
+
+
+def test_every_relative_link_of_the_readme_exists():
     text = README.read_text(encoding="utf-8")
-    return text.count("\n", 0, text.index("```python", text.index("## Quick start"))) + 2
+    links = [t for t in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text) if not re.match(r"^[a-z]+:", t)]
+    assert links, "the README links to the docs pages"
+    missing = [t for t in links if not (ROOT / t).exists()]
+    assert not missing, f"README links to missing files: {missing}"
 
 
-@pytest.mark.parametrize("line, code", python_blocks(README), ids=lambda v: str(v) if isinstance(v, int) else "")
-def test_every_python_block_runs_or_matches_the_source(line, code):
-    """Each block runs (or matches its source); the quick start's block also gives a scalar loss
-    and no gradient for the parameter-free tanh (it runs once, here, not again in a test of its own)."""
-    namespace = run_or_compare(README, [(line, code)], {})
-    if line == _quick_start_line():
-        assert namespace["loss"].shape == () and namespace["grads"][1] is None
-
-
-def test_the_quick_start_is_one_of_the_blocks():
-    assert _quick_start_line() in [line for line, _ in python_blocks(README)]
-
-
-def test_readme_has_python_blocks_and_an_excerpt():
-    blocks = python_blocks(README)
-    assert len(blocks) >= 3
-    assert any(code.startswith("# excerpt of jaxback/_linear.py, verbatim") for _, code in blocks)
+def test_the_readme_stays_a_guide():
+    """About 200 lines, no measurement history (dates, UTC times), no included sections on the site."""
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 210
+    assert not re.search(r"\b20\d\d-\d\d-\d\d\b|\bUTC\b", text), "dates belong in git and in measured pages"
+    for page in (ROOT / "docs").rglob("*.md"):
+        assert "{readme-section}" not in page.read_text(encoding="utf-8"), f"{page.name} includes the README"
 
 
 def test_known_limits():

@@ -7,9 +7,9 @@ layer does not support (its ``supports`` flags and ``dtypes``) show as skips; th
 """
 
 import jaxback as jb
-from jaxback.testing import pytest_tests, registered
+from jaxback.testing import builtin_registry, pytest_tests
 
-INFOS = registered()
+INFOS = builtin_registry().registered()
 
 test_registry = pytest_tests(INFOS, name="registry")
 

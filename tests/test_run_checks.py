@@ -1,6 +1,8 @@
 """run_checks, pytest_tests and the registry, on a layer defined here (as a user would)."""
 
 import dataclasses
+import subprocess
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -8,8 +10,8 @@ import pytest
 from hypothesis import Phase, settings
 
 import jaxback as jb
-from jaxback.testing import (EdgeCase, ErrorCase, LayerInfo, Mutant, Registry, lookup, pytest_tests, register,
-                             registered, run_checks, unregister)
+from jaxback.testing import (EdgeCase, ErrorCase, LayerInfo, Mutant, Registry, builtin_registry, lookup, pytest_tests,
+                             register, registered, run_checks, unregister)
 
 
 # a user's layer: y = x * |x| (a kink-free odd square), with its own registry entry -------------------------
@@ -95,11 +97,37 @@ def test_registries_can_be_scoped_replaced_and_cleared():
         assert unregister("signed_square") is other and "signed_square" not in jb.testing.REGISTRY
         jb.testing.REGISTRY.clear()
         assert registered() == ()
-    assert registered() == before  # the scope restored jaxback's own entries
+    assert registered() == before  # the scope restored the default registry
     mine = Registry([INFO])
     assert mine.registered() == (INFO,) and INFO.name not in jb.testing.REGISTRY
     with pytest.raises(KeyError, match="no layer named 'nope' is registered"):
         mine.lookup("nope")
+
+
+def test_a_users_layer_may_take_the_name_of_one_of_jaxbacks():
+    """The default registry is the user's: jaxback's own entries are in builtin_registry()."""
+    builtin = builtin_registry()
+    jaxbacks_tanh = builtin.lookup("tanh")
+    assert jaxbacks_tanh.layer is jb.tanh and "tanh" not in jb.testing.REGISTRY
+    mine = dataclasses.replace(INFO, layer=jb.make_layer(_auto, _fwd, _bwd, name="tanh"))
+    with jb.testing.REGISTRY.scoped():
+        jb.testing.REGISTRY.clear()
+        assert register(mine) is mine and registered() == (mine,)  # no collision, and only mine
+        assert lookup("tanh") is mine and builtin_registry().lookup("tanh") is jaxbacks_tanh
+    assert lookup("tanh") is jaxbacks_tanh  # nothing of mine named tanh: jaxback's
+    builtin.unregister("tanh")  # each call is a fresh registry: editing one leaves the next intact
+    assert "tanh" in builtin_registry() and len(builtin_registry()) == len(builtin) + 1
+    with pytest.raises(KeyError, match=r"no layer named 'nope' is registered; yours: .*jaxback's: \[.*'tanh'"):
+        lookup("nope")
+
+
+def test_importing_jaxback_testing_loads_none_of_jaxbacks_entries():
+    """The ``_entries_*`` modules load on the first builtin_registry() call, not at import."""
+    code = ("import sys, jaxback.testing as t; loaded = lambda: sorted(m for m in sys.modules if '._entries_' in m); "
+            "print(loaded()); t.builtin_registry(); print(len(loaded()))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]", str(len(jb.testing._builtin.MODULES))], done.stdout
 
 
 @pytest.fixture

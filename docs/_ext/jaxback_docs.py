@@ -4,8 +4,6 @@
   preformatted block (derivations are aligned plain text, written in the code's names);
 * ``{derivative-table} jaxback._activations``: the module's table of stated derivatives (the one
   ``tests/test_derivations_sympy.py`` proves) rendered as maths by sympy's LaTeX printer;
-* ``{readme-section} <regex>``: the README section whose heading matches, as MyST (the README is
-  the single source for the set-up commands, the guide and the measured tables);
 * at ``builder-inited``, ``_generated/api.md`` (every name in ``jaxback.__all__`` and
   ``jaxback.testing.__all__``: signature and docstring) and ``_generated/models.md`` (the docstrings
   of ``jaxback._combinators`` and of every module named ``jaxback._model*``, so modules added
@@ -23,13 +21,11 @@ import pkgutil
 import re
 
 from docutils import nodes
-from docutils.parsers.rst import Directive, directives
-from docutils.statemachine import StringList
+from docutils.parsers.rst import Directive
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 GENERATED = "_generated"
 
-__all__ = ["setup", "model_modules", "readme_section", "api_markdown", "models_markdown"]
+__all__ = ["setup", "model_modules", "api_markdown", "models_markdown"]
 
 
 def _resolve(path: str):
@@ -113,46 +109,6 @@ class DerivativeTableDirective(Directive):
             para += nodes.literal(title, title)
             out += [para, nodes.math_block(latex, latex, nowrap=False, number=None)]
         return out
-
-
-def readme_section(pattern: str) -> str:
-    """The text of the README's ``## `` section whose heading matches ``pattern`` (without it)."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    sections = re.split(r"^(?=## )", text, flags=re.M)
-    for section in sections:
-        heading, _, body = section.partition("\n")
-        if heading.startswith("## ") and re.search(pattern, heading[3:], flags=re.I):
-            return _relink(body)
-    raise LookupError(f"README.md has no '## ' section matching {pattern!r}")
-
-
-def _relink(markdown: str) -> str:
-    """README links are relative to the repository root; on the site they point at the sources."""
-    def fix(m):
-        target = m[2]
-        if re.match(r"^(https?:|#|mailto:)", target):
-            return m[0]
-        if target == "docs/conformance.md":
-            return f"[{m[1]}](conformance.md)"
-        return m[1]  # a source file: the site does not serve it
-    return re.sub(r"\[([^\]]+)\]\(([^)]+)\)", fix, markdown)
-
-
-class ReadmeSectionDirective(Directive):
-    """A README section, parsed as MyST in place."""
-
-    required_arguments = 1
-    final_argument_whitespace = True
-    option_spec = {"heading": directives.unchanged}
-
-    def run(self):
-        try:
-            body = readme_section(self.arguments[0])
-        except LookupError as e:
-            raise self.error(str(e)) from None
-        container = nodes.container()
-        self.state.nested_parse(StringList(body.splitlines(), "README.md"), 0, container)
-        return container.children
 
 
 def model_modules() -> list[str]:
@@ -281,6 +237,5 @@ def _generate(app):
 def setup(app):
     app.add_directive("docstring", DocstringDirective)
     app.add_directive("derivative-table", DerivativeTableDirective)
-    app.add_directive("readme-section", ReadmeSectionDirective)
     app.connect("builder-inited", _generate)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -8,10 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._layer import _hyper_key, split_keywords
+from ._fd import fd_plan, fd_problems
 from ._programs import Programs, float_leaves, programs_for
-from ._structure import labelled_leaves, max_abs, structure_problems
+from ._static import split_static
+from ._structure import display_names, labelled_leaves, max_abs, renamed, structure_problems
 from ._subject import subject_of
-from ._tolerances import FD_DTYPES, mismatch, rtol_for
+from ._tolerances import mismatch, rtol_for
 
 __all__ = ["check_vjp", "grad_of_grad_problems", "random_cotangent", "with_values"]
 
@@ -59,40 +61,13 @@ def _value_problems(what, hand_tree, auto_tree, ref_tree=None, scale_floor=0.0):
     return problems
 
 
-def _fd_tolerance(leaves):
-    """JAX's own finite-difference tolerance for the *least* precise leaf: a float32 weight beside
-    float64 inputs makes the difference quotient a float32 one."""
-    return max({np.dtype("float64"): 1e-5, np.dtype("float32"): 2e-3}[np.dtype(jnp.result_type(l))] for l in leaves)
-
-
-def _fd_inputs(args, positions, y_shape):
-    """``(tangent, cotangent, eps)``: standard-normal directions from a fixed seed, as check_grads;
-    eps 1e-6 in float64 (truncation error ~1e-12, and a 100x smaller chance than JAX's default
-    1e-4 that a step straddles a kink such as relu's 0 or a near-tie in max), 1e-4 otherwise."""
-    rng = np.random.RandomState(0)
-    rand_like = lambda l: np.asarray(rng.randn(*jnp.shape(l)), dtype=jnp.result_type(l))
-    leaves = [jax.tree_util.tree_leaves(args)[i] for i in positions]
-    cot = jax.tree_util.tree_map(lambda l: rand_like(l) if _is_float(l) else np.zeros(l.shape, jax.dtypes.float0),
-                                 y_shape)
-    eps = 1e-6 if all(jnp.result_type(l) == jnp.float64 for l in leaves) else 1e-4
-    return tuple(rand_like(l) for l in leaves), cot, eps
-
-
-def _finite_difference_problems(projections, leaves):
-    hand, difference = (float(p) for p in projections)
-    tol = _fd_tolerance(leaves)
-    if abs(hand - difference) <= tol + tol * abs(difference):
-        return []
-    return [f"finite differences disagree with the hand VJP along a random direction t: <y_bar, J t> = "
-            f"{hand:.10g} by the hand rule, {difference:.10g} by central differences (atol = rtol = {tol:g})"]
-
-
-def _describe(name, static, arrays, args, seed):
+def _describe(name, static, arrays, args, seed, held):
     settings = [f"{k}={v!r}" for k, v in sorted(static.items())]
     settings += [f"{k}=<{jnp.result_type(v)}{list(jnp.shape(v))}>" for k, v in sorted(arrays.items())]
     leaves = [f"{p} {jnp.result_type(l)}{list(jnp.shape(l))}" for p, l in labelled_leaves(args, "args") if l is not None]
     inputs = ", ".join(leaves[:8] + ([f"... ({len(leaves) - 8} more)"] if len(leaves) > 8 else []))
-    return f"check_vjp({', '.join([name] + settings)}) failed (seed={seed}; inputs: {inputs}):"
+    kept = f"; static: {', '.join(held[:4] + (['...'] if len(held) > 4 else []))}" if held else ""
+    return f"check_vjp({', '.join([name] + settings)}) failed (seed={seed}; inputs: {inputs}{kept}):"
 
 
 def _structure(programs: Programs, subject, args, arrays, y_bar):
@@ -119,21 +94,37 @@ def check_vjp(f, *args, reference=None, fd: bool = True, seed: int = 0, jit: boo
 
     1. the primal output of ``f`` (and of a Layer's ``fwd``) equals the reference's;
     2. every cotangent has exactly its primal's pytree structure, shape **and dtype** (JAX itself
-       does not check the dtype); integer and boolean arguments take ``None``/float0;
-    3. the VJP of ``f`` equals the VJP of ``reference`` (autodiff) for every floating leaf, within
-       the dtype's tolerance; below float64, against autodiff in float64 with slack for autodiff's
-       own error in that dtype (see ``jaxback.testing._tolerances``). For a composed Layer (a
-       model), ``bwd(fwd(...)[1], y_bar)`` is compared too: it is a separate path from ``apply``;
-    4. with ``fd=True``, central finite differences agree (float32/float64 leaves only; turn it off
-       at kinks, where a difference quotient straddles two slopes);
+       does not check the dtype); integer and boolean arguments take ``None``/float0, and a real
+       argument a real cotangent (JAX passes a complex one through silently);
+    3. the VJP of ``f`` equals the VJP of ``reference`` (autodiff) for every floating or complex
+       leaf, within the dtype's tolerance (a complex one: its component's, on the modulus of the
+       difference); below float64, against autodiff in float64 with slack for autodiff's own error
+       in that dtype (see ``jaxback.testing._tolerances``). For a composed Layer (a model),
+       ``bwd(fwd(...)[1], y_bar)`` is compared too: it is a separate path from ``apply``;
+    4. with ``fd=True``, central finite differences agree along a random direction (real for real
+       leaves, complex for complex ones; never along ``state`` arguments, whose ``new_state``
+       output gets a zero cotangent), on a float64 copy of float32 inputs when x64 is on, with
+       the quotient's own error measured from the second difference (``jaxback.testing._fd``);
     5. with ``order=2``, reverse over reverse: the gradient of ``<vjp(args)(y_bar), v>`` with
-       respect to the float leaves equals the reference's.
+       respect to the float leaves equals the reference's. Use it when the rule will be
+       differentiated again (Hessians, meta-learning, gradient penalties) or when ``bwd``
+       computes its answer from something the first order cannot see: a branch at a special
+       point (a series at 0), a stop_gradient'ed or non-differentiable solve (implicit
+       differentiation through a root finder).
+
+    Complex numbers follow JAX's convention: the cotangent of ``z`` pairs with a tangent ``t`` as
+    ``Re(sum(z_bar * t))`` (no conjugation), so ``jax.grad`` of a real function of ``z`` is
+    ``df/dx - i df/dy``; a real input's cotangent is the real part.
 
     Args:
       f: a :class:`jaxback.Layer`, or any callable with a custom VJP: a ``jax.custom_vjp``
-        function, an ``equinox.filter_custom_vjp`` (both tested), code that calls them.
+        function (its ``nondiff_argnums`` are read from it and held static: call
+        ``check_vjp(f, x, 3, ...)`` as ``f(x, 3)`` is called), an ``equinox.filter_custom_vjp``
+        (both tested), code that calls them.
       *args: positional arguments, as for ``f(*args)``: arrays or pytrees of them (dicts,
-        NamedTuples, nested tuples, ``None`` entries), integer/boolean arrays included.
+        NamedTuples, nested tuples, ``None`` entries, equinox modules), integer/boolean arrays
+        included. Leaves that are not array-like (an MLP's ``activation=jnp.tanh``) are held
+        static, as ``eqx.filter_grad`` does; Python numbers are traced.
       reference: the same forward with no custom rule; defaults to ``f.auto`` for a Layer and is
         required otherwise (``TypeError``).
       fd: also run the finite-difference witness.
@@ -149,16 +140,18 @@ def check_vjp(f, *args, reference=None, fd: bool = True, seed: int = 0, jit: boo
         raise ValueError(f"check_vjp: order must be 1 or 2; got {order!r}")
     subject = subject_of(f, reference)
     static, arrays = split_keywords(hyper)
-    programs = programs_for(subject, _hyper_key(subject.name, static), jit)
-    y_shape = jax.eval_shape(programs.outputs, args, arrays)["reference"]
-    y_bar = random_cotangent(y_shape, seed)
+    args, held = split_static(subject.apply, args)
+    programs = programs_for(subject, _hyper_key(subject.name, static), jit, held)
+    y_bar = random_cotangent(jax.eval_shape(programs.outputs, args, arrays)["reference"], seed)
     problems = _structure(programs, subject, args, arrays, y_bar)
+    plan = None
     if problems:
         outputs, projections = programs.outputs(args, arrays), None
     else:
-        positions = float_leaves(args, FD_DTYPES) if fd else ()
-        fd_inputs = _fd_inputs(args, positions, y_shape) if positions else None
-        outputs, cots, projections = programs.evaluate(args, arrays, y_bar, positions, fd_inputs)
+        plan = fd_plan(programs, args, arrays, subject.state_positions) if fd else None
+        fd_inputs = None if plan is None else (plan.fd_args,) + plan.inputs
+        outputs, cots, projections = programs.evaluate(args, arrays, y_bar, () if plan is None else plan.positions,
+                                                       fd_inputs)
         floor = max_abs(y_bar)
         problems += _value_problems("cotangent of args", cots["hand"], cots["reference"], cots["ref64"], floor)
         if "explicit" in cots:
@@ -171,11 +164,11 @@ def check_vjp(f, *args, reference=None, fd: bool = True, seed: int = 0, jit: boo
             problems = _value_problems(f"{path} output", outputs[path], outputs["reference"],
                                        outputs["ref64"]) + problems
     if projections is not None and not problems:
-        leaves = jax.tree_util.tree_leaves(args)
-        problems += _finite_difference_problems(projections, [leaves[i] for i in positions])
+        problems += fd_problems(projections, plan)
     if problems:
-        header = _describe(subject.name, static, arrays, args, seed)
-        raise AssertionError(header + "\n  - " + "\n  - ".join(problems))
+        header = _describe(subject.name, static, arrays, args, seed, held.describe())
+        names = display_names(args, subject.roles, subject.model_paths)
+        raise AssertionError(renamed(header + "\n  - " + "\n  - ".join(problems), names))
 
 
 def _second_order_problems(programs, args, arrays, y_bar, seed):
@@ -197,12 +190,12 @@ def _second_order_problems(programs, args, arrays, y_bar, seed):
     return problems
 
 
-
 def grad_of_grad_problems(f, args, hyper, *, reference=None, seed: int = 1, jit: bool = True) -> list:
     """The order-2 part of ``check_vjp`` alone (reports; empty if the hand rule's grad of grad
     matches the reference's)."""
     subject = subject_of(f, reference)
     static, arrays = split_keywords(hyper)
-    programs = programs_for(subject, _hyper_key(subject.name, static), jit)
+    args, held = split_static(subject.apply, args)
+    programs = programs_for(subject, _hyper_key(subject.name, static), jit, held)
     y_bar = random_cotangent(jax.eval_shape(programs.outputs, args, arrays)["reference"], seed)
     return _second_order_problems(programs, args, arrays, y_bar, seed)

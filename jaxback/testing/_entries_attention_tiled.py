@@ -15,7 +15,7 @@ import math
 import jax.numpy as jnp
 
 from .._attention import _backward, _block, _scores, attention
-from .._attention_tiled import block_allowed, transposed, tiled_backward
+from .._attention_tiled import _make_tiled_backward, block_allowed, transposed
 from .._layer import make_layer
 from ._entries_attention import (_EMPTY_ROW, _HEAD_MASK, _MASK, _P8, ATTENTION, ERROR_CASES, SHAPES, _cast, _close,
                                  _equal, _finite, _fixed_args, _sample_args, _value_path, _x)
@@ -94,10 +94,11 @@ def _mutant(name, allowed_fn=block_allowed, **wrong):
         b["s_bar"] = steps["s_bar"](b)
         return tuple(steps[f"{a}_bar"](b) for a in "qkv")
 
+    tiled_backward = _make_tiled_backward(kernel, allowed_fn)  # the true loops around the wrong step
+
     def bwd(res, y_bar, *, num_heads, causal=False, mask=None, block_size=None):
         block = _block(res[2].shape[2], block_size)
-        heads = functools.partial(tiled_backward, block=block, kernel=kernel, allowed_fn=allowed_fn)
-        return _backward(res, y_bar, num_heads, causal, heads)
+        return _backward(res, y_bar, num_heads, causal, functools.partial(tiled_backward, block=block))
 
     return Mutant(name, bwd)
 

@@ -1,4 +1,4 @@
-"""Registry entries for lstm (``ENTRIES``, registered by ``_builtin``; see _registry.py).
+"""Registry entries for lstm (``ENTRIES``, loaded by ``_builtin.builtin_registry()``; see _registry.py).
 
 ``shape`` is the shape of ``xs``, (T, N, D); the hidden size is derived from it, H = 2 * N, so that
 a generic test that rebuilds arguments from ``xs.shape`` gets the same parameter shapes.

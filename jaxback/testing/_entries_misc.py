@@ -1,4 +1,4 @@
-"""Registry entries for embedding and dropout (``ENTRIES``, registered by ``_builtin``)."""
+"""Registry entries for embedding and dropout (``ENTRIES``, loaded by ``_builtin.builtin_registry()``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Registry entries for layer_norm, rms_norm and batch_norm (``ENTRIES``, registered by ``_builtin``)."""
+"""Registry entries for layer_norm, rms_norm and batch_norm (``ENTRIES``, loaded by ``_builtin.builtin_registry()``)."""
 
 from __future__ import annotations
 

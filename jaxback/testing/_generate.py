@@ -31,7 +31,7 @@ from ._check_vjp import check_vjp
 from ._checks import SAMPLE_CHECKS, check_edge_case, check_error_case, injected_error_is_caught, mutant_is_killed
 from ._registry import LayerInfo, Mutant
 
-__all__ = ["GeneratedCheck", "LayerCall", "SeededChooser", "draw_call", "generated_checks", "LOW_DTYPES"]
+__all__ = ["GeneratedCheck", "LayerCall", "SeededChooser", "draw_call", "generated_checks", "require_x64", "LOW_DTYPES"]
 
 LOW_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
@@ -159,8 +159,20 @@ def _injected_error(info, chooser):
                 f"{info.name}: a 1e-4 relative error in cotangent leaf {leaf} went unnoticed at {hyper}"
 
 
+def require_x64(what: str) -> None:
+    """Raise ``RuntimeError`` unless x64 is on (see the module docstring)."""
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError(
+            f"{what}: the generated checks compare in float64, and jax_enable_x64 is off (JAX would silently "
+            f"run them in float32, where correct layers fail): enable jax_enable_x64 first, with "
+            f"jax.config.update('jax_enable_x64', True) at start-up (or JAX_ENABLE_X64=1), before creating arrays.")
+
+
 def _bound(info, fn):
-    return lambda chooser=None: fn(info, chooser)
+    def run(chooser=None):
+        require_x64(f"{info.name}")
+        return fn(info, chooser)
+    return run
 
 
 def generated_checks(info: LayerInfo) -> list:

@@ -13,7 +13,8 @@ A LayerInfo says, for one layer, everything a test needs to know:
 Users get the same generated checks for their own layers with ``jaxback.testing.run_checks(info)``
 (no pytest needed) or ``test_mine = jaxback.testing.pytest_tests([info, ...])`` in a test module.
 Registries (:class:`Registry`) can be scoped, replaced and cleared; ``register`` and friends act on
-the default one, ``REGISTRY``, which holds jaxback's own layers.
+the default one, ``REGISTRY``, which is the user's (empty at import). jaxback's own layers' entries
+are in a registry of their own, ``builtin_registry()`` (``_builtin.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from .._layer import Layer
 
 __all__ = ["LayerInfo", "EdgeCase", "ErrorCase", "Mutant", "FLAGS", "DTYPES", "Registry", "REGISTRY", "register",
-           "unregister", "registered", "lookup"]
+           "unregister", "registered"]
 
 FLAGS = ("jit", "vmap", "grad_of_grad", "checkpoint", "scan", "sharding", "symbolic_zeros")
 DTYPES = (jnp.float64, jnp.float32, jnp.bfloat16, jnp.float16)
@@ -127,8 +128,9 @@ def _validate(info: LayerInfo) -> None:
 
 
 class Registry:
-    """LayerInfos by name, in registration order. ``REGISTRY`` holds jaxback's own layers; make your
-    own (``Registry([info, ...])``) or borrow the default one for a while with ``scoped()``."""
+    """LayerInfos by name, in registration order. ``REGISTRY`` is the default one, for your layers
+    (``builtin_registry()`` gives jaxback's); make more (``Registry([info, ...])``), or undo what a
+    test registers with ``scoped()``."""
 
     def __init__(self, infos=()):
         self._infos: dict[str, LayerInfo] = {}
@@ -179,7 +181,7 @@ class Registry:
             self._infos = saved
 
 
-REGISTRY = Registry()
+REGISTRY = Registry()  # the user's: jaxback's own entries are in _builtin.builtin_registry()
 
 
 def register(info: LayerInfo, *, replace: bool = False) -> LayerInfo:
@@ -193,10 +195,5 @@ def unregister(name) -> LayerInfo:
 
 
 def registered() -> tuple[LayerInfo, ...]:
-    """Every LayerInfo in the default registry, in registration order."""
+    """Every LayerInfo in the default registry (yours, not jaxback's), in registration order."""
     return REGISTRY.registered()
-
-
-def lookup(name: str) -> LayerInfo:
-    """``REGISTRY.lookup``."""
-    return REGISTRY.lookup(name)

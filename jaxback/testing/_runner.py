@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import traceback
 
-from ._generate import SeededChooser, generated_checks
+from ._generate import SeededChooser, generated_checks, require_x64
 from ._registry import LayerInfo
 
 __all__ = ["CheckReport", "run_checks"]
@@ -63,7 +63,12 @@ def run_checks(info: LayerInfo, *, seed: int = 0, only=None, raise_on_failure: b
     Returns:
       a :class:`CheckReport`: which checks passed, failed (an error other than AssertionError
       counts as a failure too, reported with its type) and were skipped (unsupported flags/dtypes).
+
+    Raises:
+      RuntimeError: before running anything, if ``jax_enable_x64`` is off (the float64 checks
+        would run in float32 and fail correct layers); enable it at start-up.
     """
+    require_x64(f"run_checks({info.name})")
     passed, failed, skipped = [], [], []
     for check in generated_checks(info):
         if not _selected(check.name, only):

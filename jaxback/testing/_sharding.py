@@ -68,7 +68,7 @@ def check_sharded(info, seed: int = 0, hypers=None) -> None:
 
 def main(argv=None) -> int:
     jax.config.update("jax_enable_x64", True)
-    from . import lookup, registered
+    from . import builtin_registry
 
     if len(jax.devices()) < 2:
         print("need several devices: XLA_FLAGS=--xla_force_host_platform_device_count=4")
@@ -77,8 +77,9 @@ def main(argv=None) -> int:
     if argv and argv != ["--one-per-family"]:
         print(f"usage: python -m jaxback.testing._sharding [--one-per-family]; got {argv}")
         return 2
-    chosen = ([(lookup(name), (lookup(name).hypers[i],)) for name, i in ONE_PER_FAMILY] if argv
-              else [(info, None) for info in registered()])
+    builtin = builtin_registry()
+    chosen = ([(builtin.lookup(name), (builtin.lookup(name).hypers[i],)) for name, i in ONE_PER_FAMILY] if argv
+              else [(info, None) for info in builtin.registered()])
     failures = 0
     for info, hypers in chosen:
         if "sharding" not in info.supports:

@@ -1,17 +1,22 @@
 """Cotangent structure: one cotangent per positional argument, with exactly its primal's pytree
 structure, shape and dtype (JAX checks the shape of a custom rule's cotangents, not the dtype).
 
-Paths name arguments as a user wrote them: ``args[0]['g']``, ``args[1].w``, ``output[0]``.
-``None`` in a cotangent means zero (JAX's convention) and matches any primal subtree.
+Paths name arguments as a user wrote them: ``args[0]['g']``, ``args[1].w``, ``output[0]``; a
+model's params and state as ``model.paths`` does (``serial[3].parallel[1].conv2d.w``, see
+``display_names``). ``None`` in a cotangent means zero (JAX's convention) and matches any primal
+subtree.
 """
 
 from __future__ import annotations
+
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["is_none", "labelled_leaves", "structure_problems", "fill_none", "float0_expected"]
+__all__ = ["is_none", "labelled_leaves", "structure_problems", "fill_none", "float0_expected", "display_names",
+           "renamed"]
 
 
 def is_none(x) -> bool:
@@ -32,6 +37,12 @@ def float0_expected(primal) -> bool:
 def _leaf_problem(path, primal, cot):
     if cot is None:
         return None
+    if jnp.issubdtype(jnp.result_type(cot), jnp.complexfloating) and \
+            not jnp.issubdtype(jnp.result_type(primal), jnp.complexfloating) and not float0_expected(primal):
+        return (f"{path}: cotangent is complex ({jnp.result_type(cot)}) but the primal is real "
+                f"({jnp.result_type(primal)}{list(jnp.shape(primal))}): a real input takes a real cotangent, "
+                f"the real part (JAX's convention; JAX itself accepts a complex one silently). Return "
+                f"jnp.real(...) for it.")
     shape, dtype = jnp.shape(cot), jnp.result_type(cot)
     if float0_expected(primal):
         if dtype == jax.dtypes.float0 and shape == jnp.shape(primal):
@@ -82,5 +93,31 @@ def fill_none(cotangents, like):
 
 def max_abs(tree) -> float:
     """``max |leaf|`` over the float leaves of ``tree`` (0 for none)."""
-    return max((float(np.max(np.abs(np.asarray(l, np.float64)))) for l in jax.tree_util.tree_leaves(tree)
+    return max((float(np.max(np.abs(np.asarray(l)))) for l in jax.tree_util.tree_leaves(tree)
                 if jnp.size(l) and jnp.issubdtype(jnp.result_type(l), jnp.inexact)), default=0.0)
+
+
+def display_names(args, roles=(), model_paths=None) -> dict:
+    """``{"args[0][3][1][1].w": "serial[3].parallel[1].serial[1].conv2d.w", ...}``: the names a
+    model gives its params and state leaves (``model_paths(tree)``, its ``node.paths``), for the
+    arguments whose role (``Layer.roles``) is ``params`` or ``state``; state leaves get a
+    ``(state)`` suffix. Empty for anything but a model."""
+    if model_paths is None:
+        return {}
+    names = {}
+    for i, (arg, role) in enumerate(zip(args, roles)):
+        if role not in ("params", "state"):
+            continue
+        leaves = [p for p, l in labelled_leaves(arg, f"args[{i}]") if l is not None]
+        named = [p for p, _ in model_paths(arg)]
+        if len(named) == len(leaves):  # else the tree is not the model's: keep the plain paths
+            names.update({p: n + (" (state)" if role == "state" else "") for p, n in zip(leaves, named)})
+    return names
+
+
+_PATH = re.compile(r"args(?:\[[^\]]*\]|\.\w+)+")
+
+
+def renamed(text: str, names: dict) -> str:
+    """``text`` with every argument path that ``names`` knows replaced by its display name."""
+    return _PATH.sub(lambda m: names.get(m[0], m[0]), text) if names else text

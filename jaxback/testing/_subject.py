@@ -29,6 +29,11 @@ class Subject:
       reference: the same forward left to JAX autodiff.
       fwd, bwd: a Layer's explicit halves (``None`` for a plain callable).
       composed: whether ``fwd``/``bwd`` are a path separate from ``apply`` (models).
+      roles: a Layer's ``roles`` (what each positional argument is: ``params``, ``x``, ``state``,
+        ``key``); ``()`` for a plain callable. ``state`` arguments are not differentiated, and
+        the output is then ``(y, new_state)`` (see ``jaxback._layer.Layer``).
+      model_paths: for a model, ``tree -> [(path, leaf)]`` (its ``node.paths``), to name its
+        params and state leaves in reports as ``model.paths`` does.
     """
 
     name: str
@@ -37,6 +42,18 @@ class Subject:
     fwd: Optional[Callable[..., Any]] = None
     bwd: Optional[Callable[..., Any]] = None
     composed: bool = False
+    roles: tuple = ()
+    model_paths: Optional[Callable[..., Any]] = dataclasses.field(default=None, compare=False)  # a view of f
+
+    @property
+    def state_positions(self) -> tuple:
+        """Positions of the ``state`` arguments (never differentiated)."""
+        return tuple(i for i, role in enumerate(self.roles) if role == "state")
+
+
+def _model_paths(layer):
+    node = getattr(layer, "node", None)
+    return None if node is None else (lambda tree: node.paths(tree, node.kind))
 
 
 def _callable_name(f) -> str:
@@ -52,7 +69,7 @@ def subject_of(f, reference=None) -> Subject:
     for a non-Layer callable without a reference (there is nothing to compare it with)."""
     if isinstance(f, Layer):
         return Subject(f.name, f.apply, f.auto if reference is None else reference, f.fwd, f.bwd,
-                       bool(getattr(f, "composed", False)))
+                       bool(getattr(f, "composed", False)), tuple(f.roles), _model_paths(f))
     if not callable(f):
         raise TypeError(f"check_vjp: f must be a jaxback Layer or a callable; got {type(f).__name__} {f!r}.")
     name = _callable_name(f)

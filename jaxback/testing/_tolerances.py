@@ -26,8 +26,13 @@ autodiff of the same layer on the same inputs upcast to float64 (float32 when x6
 rule passes where ``|hand - ref| <= rtol * (|ref| + max|ref|) + 2 * |auto - ref|``: it may be off by
 the tolerance, or by as much as autodiff itself is in that dtype (plus rounding slack), never more.
 
-Finite differences (the third witness) use ``jax.test_util.check_grads``' own defaults and run only
-for float32/float64: a step of 1e-4 is below bfloat16/float16 resolution.
+Complex leaves take their component dtype's tolerance (complex128: float64's 1e-10) and are
+compared as complex numbers: the error of an entry is ``|hand - auto|``, the modulus of the
+difference, so the real and imaginary parts are both compared, on the scale of ``|auto|``.
+
+Finite differences (the third witness) use ``jax.test_util.check_grads``' own tolerances and run only
+for float32/float64 (and complex64/complex128) leaves: a step of 1e-4 is below bfloat16/float16
+resolution. See ``jaxback.testing._fd`` for how the difference quotient's own error is allowed for.
 """
 
 from __future__ import annotations
@@ -41,15 +46,29 @@ RTOL = {
     np.dtype("float16"): 1e-2,
     np.dtype(jnp.bfloat16): 5e-2,
 }
-FD_DTYPES = (np.dtype("float64"), np.dtype("float32"))
+FD_DTYPES = (np.dtype("float64"), np.dtype("float32"), np.dtype("complex128"), np.dtype("complex64"))
+FD_TOLERANCE = {np.dtype("float64"): 1e-5, np.dtype("float32"): 2e-3}  # jax.test_util.check_grads'
+
+
+def component_dtype(dtype) -> np.dtype:
+    """The real dtype of one component: complex128 -> float64, complex64 -> float32; others as is."""
+    dtype = np.dtype(dtype)
+    return np.finfo(dtype).dtype if np.issubdtype(dtype, np.complexfloating) else dtype
 
 
 def rtol_for(dtype) -> float:
-    """The hand-vs-autodiff tolerance for ``dtype``."""
+    """The hand-vs-autodiff tolerance for ``dtype`` (a complex dtype: its component's)."""
     try:
-        return RTOL[np.dtype(dtype)]
-    except KeyError:
-        raise ValueError(f"no tolerance for dtype {dtype}; supported: {sorted(map(str, RTOL))}") from None
+        return RTOL[component_dtype(dtype)]
+    except (KeyError, TypeError):
+        raise ValueError(f"no tolerance for dtype {dtype}; supported: {sorted(map(str, RTOL))} and "
+                         f"complex64/complex128") from None
+
+
+def fd_tolerance(dtypes) -> float:
+    """JAX's own finite-difference tolerance for the *least* precise of ``dtypes``: a float32 weight
+    beside float64 inputs makes the difference quotient a float32 one."""
+    return max(FD_TOLERANCE[component_dtype(d)] for d in dtypes)
 
 
 def _error(a, b):
@@ -67,16 +86,19 @@ def mismatch(hand, auto, rtol, ref=None, scale_floor=0.0):
     also be off by twice autodiff's own error; ``scale_floor`` is the least scale errors are
     measured against (see the module docstring).
     NaN must match NaN and inf must match inf of the same sign (numpy's ``allclose`` convention).
+    Complex arrays are compared as complex numbers (the error is the modulus of the difference).
     """
-    hand = np.asarray(hand, dtype=np.float64)
-    auto = np.asarray(auto, dtype=np.float64)
+    as_complex = any(np.iscomplexobj(np.asarray(a)) for a in (hand, auto, ref) if a is not None)
+    wide = np.complex128 if as_complex else np.float64
+    hand = np.asarray(hand, dtype=wide)
+    auto = np.asarray(auto, dtype=wide)
     if hand.shape != auto.shape:
         return f"shape {hand.shape} but autodiff gives {auto.shape}"
     if hand.size == 0:
         return None
     slack = 0.0
     if ref is not None:
-        ref = np.asarray(ref, dtype=np.float64)
+        ref = np.asarray(ref, dtype=wide)
         slack = 2 * np.where(np.isfinite(_error(auto, ref)), _error(auto, ref), 0.0)
         auto = ref
     finite = np.isfinite(auto)

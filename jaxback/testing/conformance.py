@@ -50,6 +50,6 @@ def document(infos) -> str:
 
 
 if __name__ == "__main__":
-    from . import registered
+    from . import builtin_registry
 
-    print(document(registered()), end="")
+    print(document(builtin_registry().registered()), end="")

@@ -1,4 +1,4 @@
-"""Mutation score: how many of each layer's registered wrong rules the checks reject.
+"""Mutation score: how many of each jaxback layer's registered wrong rules the checks reject.
 
     python -m jaxback.testing.mutation_score
 
@@ -28,11 +28,11 @@ def score(info):
 
 def main() -> int:
     jax.config.update("jax_enable_x64", True)
-    from . import registered
+    from . import builtin_registry
 
     total_killed = total = 0
     print(f"{'layer':<34} {'killed':>7}  score   survivors")
-    for info in registered():
+    for info in builtin_registry().registered():
         killed, survived = score(info)
         n = len(killed) + len(survived)
         total_killed, total = total_killed + len(killed), total + n
