@@ -6,6 +6,7 @@ from ._batch_norm import BatchNormParams, BatchNormState, batch_norm, batch_norm
 from ._conv import Conv2dParams, conv2d
 from ._backprop import backprop
 from ._combinators import parallel, residual, serial
+from ._remat import remat
 from ._dropout import dropout
 from ._embedding import EmbeddingParams, embedding
 from ._layer import Layer, bind, make_layer
@@ -30,6 +31,7 @@ __all__ = [
     "serial",
     "residual",
     "parallel",
+    "remat",
     "fan_out",
     "fan_in_sum",
     "fan_in_concat",

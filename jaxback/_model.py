@@ -68,9 +68,10 @@ class Ctx(NamedTuple):
     tape: Optional[dict] = None
     inputs: Mapping = MappingProxyType({})
 
-    def child(self, segment: str, index: int) -> "Ctx":
-        """The context of a child: ``segment`` extends the path, ``index`` folds into the key."""
-        return self._replace(path=self.path + segment, key_path=self.key_path + (index,))
+    def child(self, segment: str, index: Optional[int]) -> "Ctx":
+        """The context of a child: ``segment`` extends the path, ``index`` folds into the key
+        (``None``: the child draws the parent's keys, as through ``remat``)."""
+        return self._replace(path=self.path + segment, key_path=self.key_path + (() if index is None else (index,)))
 
     def child_key(self):
         """``fold_in`` along the path from the root key: one key per layer, fixed by its place."""
