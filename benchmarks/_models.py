@@ -28,19 +28,21 @@ from _peers import _sgd  # noqa: E402
 __all__ = ["cnn_case", "lm_case", "model_steps"]
 
 
-def cnn_case(batch=32, seed=0):
-    """``(network, (x, labels))``: the digits CNN on NHWC (N, 8, 8, 1) images, 10 classes."""
+def cnn_case(batch=32, seed=0, **options):
+    """``(network, (x, labels))``: the digits CNN on NHWC (N, 8, 8, 1) images, 10 classes;
+    ``options`` go to ``models.cnn`` (``remat=True``)."""
     rng = np.random.default_rng(seed)
     x = jnp.asarray(rng.standard_normal((batch, 8, 8, 1)), jnp.float32)
-    return models.cnn(classes=10), (x, jnp.asarray(rng.integers(0, 10, batch), jnp.int32))
+    return models.cnn(classes=10, **options), (x, jnp.asarray(rng.integers(0, 10, batch), jnp.int32))
 
 
-def lm_case(batch=32, context=64, vocab=256, seed=0):
-    """``(network, (ids, next ids))``: the byte-level transformer LM on (N, T) windows."""
+def lm_case(batch=32, context=64, vocab=256, seed=0, **options):
+    """``(network, (ids, next ids))``: the byte-level transformer LM on (N, T) windows;
+    ``options`` go to ``models.lm`` (``remat=True``, ``depth=4``)."""
     rng = np.random.default_rng(seed)
     ids = jnp.asarray(rng.integers(0, vocab, (batch, context)), jnp.int32)
     targets = jnp.asarray(rng.integers(0, vocab, batch * context), jnp.int32)
-    return models.lm(vocab=vocab, length=context), (ids, targets)
+    return models.lm(vocab=vocab, length=context, **options), (ids, targets)
 
 
 def model_steps(network, batch):

@@ -16,54 +16,35 @@ against the size of one block input.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jaxback as jb
 from _bench import block, interleaved, ratio_summary, table, temp_mb
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "experiments"))
-import models  # noqa: E402  (experiments/models.py: the sublayers the experiments train)
+from _models import cnn_case, lm_case  # the experiments' cnn and lm presets' networks
 
-# before and after networks.py was merged into models.py: the conv-bn-relu triple's two names
-CONV_BN_RELU = getattr(models, "conv_bn_relu_layers", None) or models.conv_bn_relu
 LR = 0.05
 VARIANTS = [(remat, mode) for remat in (False, True) for mode in jb.MODES]
 
 
-def _remat_if(on):
-    return (lambda *layers: (jb.remat(jb.serial(*layers)),)) if on else (lambda *layers: layers)
-
-
 def cnn(remat: bool):
-    """models.cnn(size="small"), each conv-bn-relu block under remat or not."""
-    wrap = _remat_if(remat)
-    return jb.serial(*wrap(*CONV_BN_RELU(32)), *wrap(*CONV_BN_RELU(32)), jb.max_pool2d, *wrap(*CONV_BN_RELU(64)),
-                     jb.max_pool2d, jb.flatten, jb.bind(jb.dropout, rate=0.25), jb.linear.sized(10))
+    """The cnn preset's network (size small), each conv-bn-relu block under remat or not."""
+    return cnn_case(remat=remat)[0].model
 
 
-def lm(remat: bool, depth: int = 2, vocab: int = 256, context: int = 64, width: int = 64, heads: int = 4):
-    """models.transformer(size="small") at ``depth`` blocks, each block under remat or not."""
-    wrap = _remat_if(remat)
-    blocks = [b for _ in range(depth) for b in wrap(models.attention_sublayer(heads), models.mlp_sublayer(width))]
-    return jb.serial(jb.parallel(jb.embedding.sized(vocab, width), jb.embedding.sized(context, width)), jb.fan_in_sum,
-                     *blocks, jb.layer_norm, jb.linear.sized(vocab), jb.bind(jb.reshape, shape=(-1, vocab)))
+def lm(remat: bool, depth: int = 2):
+    """The lm preset's network (size small) at ``depth`` blocks, each block under remat or not."""
+    return lm_case(remat=remat, depth=depth)[0].model
 
 
-def cnn_batch(n=32, seed=0):
-    rng = np.random.default_rng(seed)
-    return (jnp.asarray(rng.standard_normal((n, 8, 8, 1)), jnp.float32), jnp.asarray(rng.integers(0, 10, n), jnp.int32))
+def cnn_batch():
+    return cnn_case()[1]
 
 
-def lm_batch(n=32, context=64, vocab=256, seed=0):
-    rng = np.random.default_rng(seed)
-    ids = jnp.asarray(rng.integers(0, vocab, (n, context)), jnp.int32)
-    positions = jnp.broadcast_to(jnp.arange(context, dtype=jnp.int32), (n, context))
-    return (ids, positions), jnp.asarray(rng.integers(0, vocab, n * context), jnp.int32)
+def lm_batch():
+    return lm_case()[1]
 
 
 def step_of(model, mode, batch):
@@ -114,20 +95,21 @@ def sweep(depths):
     return table(header, rows)
 
 
+def report(rounds: int = 5, reps: int = 3, depths=(1, 2, 4, 8)) -> str:
+    """Both tables (markdown): the two networks remat on/off x mode, then the LM depth sweep."""
+    rows = compare("digits CNN b32", cnn, cnn_batch(), rounds, reps)
+    rows += compare("transformer LM b32 T64", lm, lm_batch(), rounds, reps)
+    header = ["network", "variant", "temp MiB", "/ plain auto", "/ remat auto", "ms", "time / plain auto"]
+    return table(header, rows) + "\n\n" + sweep(list(depths))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--depths", default="1,2,4,8")
-    parser.add_argument("--only", choices=("models", "sweep"))
     args = parser.parse_args()
-    if args.only != "sweep":
-        rows = compare("digits CNN b32", cnn, cnn_batch(), args.rounds, args.reps)
-        rows += compare("transformer LM b32 T64", lm, lm_batch(), args.rounds, args.reps)
-        header = ["network", "variant", "temp MiB", "/ plain auto", "/ remat auto", "ms", "time / plain auto"]
-        print(table(header, rows), end="\n\n")
-    if args.only != "models":
-        print(sweep([int(d) for d in args.depths.split(",")]))
+    print(report(args.rounds, args.reps, [int(d) for d in args.depths.split(",")]))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import attention_scaling
 import kernels
 import matmul
 import memory_audit
+import remat
 import sequence_memory
 import train_steps
 from _bench import write_page
@@ -54,6 +55,8 @@ def benchmarks_page(args) -> str:
                 + attention_scaling.report(memory, timing, args.rounds)
                 + f"\n\n![compiled temp memory of attention's gradient against T]({FIGURE})",
                 "## Two choices inside the rules\n\n`python benchmarks/kernels.py`: " + kernels.report(args.rounds),
+                "## Rematerialisation: `jb.remat` on the blocks\n\n`python benchmarks/remat.py`: "
+                + remat.report(args.rounds),
                 "## This machine's matmul rate\n\n`python benchmarks/matmul.py`: " + matmul.report(2048, args.rounds)]
     return write_page(os.path.join(DOCS, "benchmarks.md"), "Benchmarks: time, compiled memory, compile time",
                       f"python benchmarks/report.py benchmarks --rounds {args.rounds}", sections)

@@ -75,6 +75,11 @@ def mlp_sublayer(width: int, ratio: int = 4):
     return jb.residual(jb.serial(jb.layer_norm, jb.linear.sized(ratio * width), jb.gelu, jb.linear.sized(width)))
 
 
+def _blocks(blocks, remat: bool) -> tuple:
+    """``blocks`` (each a tuple of layers) spliced into one serial, each under ``jb.remat`` if asked."""
+    return tuple(l for b in blocks for l in ((jb.remat(jb.serial(*b)),) if remat else b))
+
+
 def _tokens(vocab: int, width: int, length: int) -> tuple:
     """Token embedding, then a learned vector per position."""
     return jb.embedding.sized(vocab, width), jb.position_embedding.sized(length)
@@ -87,21 +92,23 @@ def mlp(*, classes: int, size: str = "small", **_) -> Network:
     return Network(jb.serial(jb.linear.sized(hidden), jb.tanh, jb.linear.sized(classes)))
 
 
-def cnn(*, classes: int, size: str = "small", dropout: float = 0.25, **_) -> Network:
-    """Three 3x3 convolutions with batch norm on NHWC images: (N, H, W, 1) -> (N, classes)."""
+def cnn(*, classes: int, size: str = "small", dropout: float = 0.25, remat: bool = False, **_) -> Network:
+    """Three 3x3 convolutions with batch norm on NHWC images: (N, H, W, 1) -> (N, classes);
+    ``remat``: each conv-bn-relu block under ``jb.remat`` (recomputed in the backward)."""
     head = (jb.flatten, jb.bind(jb.dropout, rate=dropout), jb.linear.sized(classes))
     if size == "tiny":  # every kind of layer once: quick to compile
-        return Network(jb.serial(*conv_bn_relu(2), jb.max_pool2d, *head))
+        return Network(jb.serial(*_blocks([conv_bn_relu(2)], remat), jb.max_pool2d, *head))
     c = {"small": 32}[size]
-    return Network(jb.serial(*conv_bn_relu(c), *conv_bn_relu(c), jb.max_pool2d,
-                             *conv_bn_relu(2 * c), jb.max_pool2d, *head))
+    return Network(jb.serial(*_blocks([conv_bn_relu(c), conv_bn_relu(c)], remat), jb.max_pool2d,
+                             *_blocks([conv_bn_relu(2 * c)], remat), jb.max_pool2d, *head))
 
 
-def lm(*, vocab: int, length: int, size: str = "small", **_) -> Network:
+def lm(*, vocab: int, length: int, size: str = "small", remat: bool = False, depth=None, **_) -> Network:
     """A causal pre-norm transformer on ids (N, T): -> logits (N*T, vocab), flattened so the loss
-    is ``softmax_cross_entropy`` over N*T next-byte predictions."""
+    is ``softmax_cross_entropy`` over N*T next-byte predictions. ``remat``: each block (attention
+    and MLP sublayers) under ``jb.remat``; ``depth``: the number of blocks, if not the size's."""
     width, heads, blocks = {"small": (64, 4, 2), "tiny": (8, 2, 1)}[size]
-    body = [b for _ in range(blocks) for b in (attention_sublayer(heads), mlp_sublayer(width))]
+    body = _blocks([(attention_sublayer(heads), mlp_sublayer(width))] * (depth or blocks), remat)
     return Network(jb.serial(*_tokens(vocab, width, length), *body, jb.layer_norm, jb.linear.sized(vocab),
                              jb.bind(jb.reshape, shape=(-1, vocab))))
 
