@@ -10,6 +10,7 @@ from ._dropout import dropout
 from ._embedding import EmbeddingParams, embedding
 from ._layer import Layer, bind, make_layer
 from ._model import Model
+from ._mean import global_avg_pool, mean
 from ._modes import MODES, value_and_grad
 from ._linear import LinearParams, linear
 from ._norm import LayerNormParams, RMSNormParams, layer_norm, rms_norm
@@ -73,6 +74,8 @@ __all__ = [
     "max_pool2d",
     "avg_pool2d",
     "flatten",
+    "mean",
+    "global_avg_pool",
     "lstm",
     "LSTMParams",
     "LSTMState",
