@@ -4,6 +4,7 @@ from ._attention import AttentionParams, attention
 from ._activations import gelu, leaky_relu, relu, sigmoid, silu, softplus, tanh
 from ._batch_norm import BatchNormParams, BatchNormState, batch_norm, batch_norm_state
 from ._conv import Conv2dParams, conv2d
+from ._conv1d import Conv1dParams, conv1d
 from ._backprop import backprop
 from ._combinators import parallel, residual, serial
 from ._dropout import dropout
@@ -71,6 +72,8 @@ __all__ = [
     "batch_norm_state",
     "conv2d",
     "Conv2dParams",
+    "conv1d",
+    "Conv1dParams",
     "max_pool2d",
     "avg_pool2d",
     "flatten",

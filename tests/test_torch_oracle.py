@@ -58,3 +58,14 @@ def test_mean(axis, keepdims):
 
 def test_global_avg_pool():
     _agree(jb.global_avg_pool, lambda x: F.adaptive_avg_pool2d(_nchw(x), 1)[:, :, 0, 0], _normal(2, 5, 3, 4))
+
+
+@pytest.mark.parametrize("stride, padding, dilation", [(1, "VALID", 1), (2, (2, 1), 1), (3, 1, 2), (1, 0, 3)])
+def test_conv1d(stride, padding, dilation):
+    def torch_conv1d(w, b, x):
+        lo, hi = (0, 0) if padding == "VALID" else (padding, padding) if isinstance(padding, int) else padding
+        xt = F.pad(x.permute(0, 2, 1), (lo, hi))  # NWC -> NCW, zeros (lo, hi) as jaxback pads
+        return F.conv1d(xt, w.permute(2, 1, 0), b, stride=stride, dilation=dilation).permute(0, 2, 1)
+
+    _agree(lambda w, b, x: jb.conv1d(jb.Conv1dParams(w, b), x, stride=stride, padding=padding, dilation=dilation),
+           torch_conv1d, _normal(3, 4, 5, seed=1), _normal(5, seed=2), _normal(2, 11, 4))
