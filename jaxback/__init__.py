@@ -20,6 +20,7 @@ from ._losses import binary_cross_entropy_with_logits, mse, softmax_cross_entrop
 from ._positions import PositionParams, position_embedding
 from ._pooling import avg_pool2d, flatten, max_pool2d
 from ._softmax import log_softmax, softmax
+from ._upsample import upsample
 from ._structure import fan_in_concat, fan_in_sum, fan_out, identity, reshape, select
 
 __version__ = "0.1.0"
@@ -79,6 +80,7 @@ __all__ = [
     "flatten",
     "mean",
     "global_avg_pool",
+    "upsample",
     "lstm",
     "LSTMParams",
     "LSTMState",

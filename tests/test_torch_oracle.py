@@ -69,3 +69,13 @@ def test_conv1d(stride, padding, dilation):
 
     _agree(lambda w, b, x: jb.conv1d(jb.Conv1dParams(w, b), x, stride=stride, padding=padding, dilation=dilation),
            torch_conv1d, _normal(3, 4, 5, seed=1), _normal(5, seed=2), _normal(2, 11, 4))
+
+
+@pytest.mark.parametrize("method", ["nearest", "bilinear"])
+@pytest.mark.parametrize("scale", [2, 3, (2, 1)])
+def test_upsample(method, scale):
+    corners = {"align_corners": False} if method == "bilinear" else {}  # half-pixel centres
+    factor = (scale, scale) if isinstance(scale, int) else scale
+    _agree(lambda x: jb.upsample(x, scale=scale, method=method),
+           lambda x: _nhwc(F.interpolate(_nchw(x), scale_factor=factor, mode=method, **corners)),
+           _normal(2, 3, 4, 2))
