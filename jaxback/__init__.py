@@ -5,6 +5,7 @@ from ._activations import gelu, leaky_relu, relu, sigmoid, silu, softplus, tanh
 from ._batch_norm import BatchNormParams, BatchNormState, batch_norm, batch_norm_state
 from ._conv import Conv2dParams, conv2d
 from ._conv1d import Conv1dParams, conv1d
+from ._conv_transpose import ConvTranspose2dParams, conv_transpose2d
 from ._backprop import backprop
 from ._combinators import parallel, residual, serial
 from ._dropout import dropout
@@ -75,6 +76,8 @@ __all__ = [
     "Conv2dParams",
     "conv1d",
     "Conv1dParams",
+    "conv_transpose2d",
+    "ConvTranspose2dParams",
     "max_pool2d",
     "avg_pool2d",
     "flatten",

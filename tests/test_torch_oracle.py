@@ -79,3 +79,17 @@ def test_upsample(method, scale):
     _agree(lambda x: jb.upsample(x, scale=scale, method=method),
            lambda x: _nhwc(F.interpolate(_nchw(x), scale_factor=factor, mode=method, **corners)),
            _normal(2, 3, 4, 2))
+
+
+@pytest.mark.parametrize("stride, padding, kernel", [(1, "VALID", (3, 3)), (2, "VALID", (3, 2)), (2, 1, (3, 3)),
+                                                     (3, ((1, 1), (1, 1)), (4, 3)), (2, "SAME", (4, 4))])
+def test_conv_transpose2d(stride, padding, kernel):
+    # torch pads (p, p): "VALID" is p = 0 and "SAME" with k - s = 2 is p = 1 (H' = H s either way)
+    p = {"VALID": 0, "SAME": 1}.get(padding, padding[0][0] if isinstance(padding, tuple) else padding)
+
+    def torch_conv_transpose2d(w, b, x):
+        y = F.conv_transpose2d(_nchw(x), w.permute(2, 3, 0, 1), b, stride=stride, padding=p)  # w: (C_in, C_out, kh, kw)
+        return _nhwc(y)
+
+    _agree(lambda w, b, x: jb.conv_transpose2d(jb.ConvTranspose2dParams(w, b), x, stride=stride, padding=padding),
+           torch_conv_transpose2d, _normal(*kernel, 3, 2, seed=1), _normal(2, seed=2), _normal(2, 4, 5, 3))
