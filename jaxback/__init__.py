@@ -14,6 +14,7 @@ from ._layer import Layer, bind, make_layer
 from ._model import Model
 from ._mean import global_avg_pool, mean
 from ._modes import MODES, value_and_grad
+from ._group_norm import GroupNormParams, group_norm
 from ._linear import LinearParams, linear
 from ._norm import LayerNormParams, RMSNormParams, layer_norm, rms_norm
 from ._lstm import LSTMParams, LSTMState, lstm, lstm_state
@@ -68,6 +69,8 @@ __all__ = [
     "LayerNormParams",
     "rms_norm",
     "RMSNormParams",
+    "group_norm",
+    "GroupNormParams",
     "batch_norm",
     "BatchNormParams",
     "BatchNormState",

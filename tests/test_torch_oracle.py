@@ -93,3 +93,10 @@ def test_conv_transpose2d(stride, padding, kernel):
 
     _agree(lambda w, b, x: jb.conv_transpose2d(jb.ConvTranspose2dParams(w, b), x, stride=stride, padding=padding),
            torch_conv_transpose2d, _normal(*kernel, 3, 2, seed=1), _normal(2, seed=2), _normal(2, 4, 5, 3))
+
+
+@pytest.mark.parametrize("num_groups", [1, 2, 6])
+def test_group_norm(num_groups):
+    _agree(lambda s, b, x: jb.group_norm(jb.GroupNormParams(s, b), x, num_groups=num_groups),
+           lambda s, b, x: _nhwc(F.group_norm(_nchw(x), num_groups, s, b, eps=1e-5)),
+           1 + 0.5 * _normal(6, seed=1), _normal(6, seed=2), _normal(2, 3, 4, 6))
