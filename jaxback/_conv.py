@@ -42,11 +42,15 @@ and with channels y[n, i, o] = sum_{k, c} xp[n, i*s + k*d, c] w[k, c, o] + b[o],
   One convolution, never the N per-example kernel gradients.
 
   Backward  y_bar: (N, H', W', C_out)
-            w_t   = flip(w, (0, 1)).swapaxes(2, 3)                          (kh, kw, C_out, C_in)
-            x_bar = conv(y_bar, w_t, strides 1, pads x_pads, lhs_dilation s, rhs_dilation d)
-            w_bar = conv(x, y_bar, strides d, pads w_pads, rhs_dilation s, ("CHWN", "IHWO", "HWNC"))
+            x_bar = input_grad(y_bar, w, s, d, x_pads)                       (N, H, W, C_in)
+                  = conv(y_bar, w_t, strides 1, pads x_pads, lhs_dilation s, rhs_dilation d)
+                    with w_t = flip(w, (0, 1)).swapaxes(2, 3)                 (kh, kw, C_out, C_in)
+            w_bar = weight_grad(x, y_bar, s, d, w_pads)                      (kh, kw, C_in, C_out)
+                  = conv(x, y_bar, strides d, pads w_pads, rhs_dilation s, ("CHWN", "IHWO", "HWNC"))
             b_bar = y_bar.sum((0, 1, 2))                                     (C_out,)
-  with, per axis, x_pads = (e - 1 - lo, e - 1 - hi + r) and w_pads = (lo, hi - r).
+  with, per axis, x_pads, w_pads = grad_pads(...): (e - 1 - lo, e - 1 - hi + r) and (lo, hi - r).
+  ``input_grad``, ``weight_grad`` and ``grad_pads`` are ``jaxback._conv_core``'s, shared with
+  conv1d and conv_transpose2d (the same maths for any number of spatial axes).
 
 NOTE: "SAME" pads ``(H'-1) s + e - H`` zeros with H' = ceil(H / s), the smaller half on top/left
 (``lax.padtype_to_pads``, TensorFlow's convention). x and w of different float dtypes are promoted
@@ -54,7 +58,8 @@ NOTE: "SAME" pads ``(H'-1) s + e - H`` zeros with H' = ceil(H / s), the smaller 
 Residuals: ``w`` and ``x`` (the inputs themselves; nothing of size N H' W' C_out is saved) and a
 0-byte token of ``b``'s dtype.
 NOTE (sharding): under a mesh with explicit axes w_bar (a sum over the sharded batch) is given w's
-sharding, ``out_sharding=cotangent_sharding(w)`` (``None``, the same program, without such a mesh).
+sharding (``weight_grad(..., like=w)``: ``out_sharding=cotangent_sharding(w)``, ``None``, the same
+program, without such a mesh).
 """
 
 from __future__ import annotations
@@ -63,19 +68,15 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from ._init import lecun_normal
 from ._layer import dtype_token, make_layer
-from ._sharding import cotangent_sharding
-from ._validate import describe, require_float, require_rank
-from ._windows import explicit_padding, leftover, pair
+from ._conv_core import conv, grad_pads, input_grad, require_fits, require_inputs, spans, weight_grad
+from ._windows import explicit_padding, pair
 
 __all__ = ["Conv2dParams", "conv2d"]
 
 NAME = "conv2d"
-DIMS = ("NHWC", "HWIO", "NHWC")
-_W_BAR_DIMS = ("CHWN", "IHWO", "HWNC")  # batch <-> feature: the batch is contracted (see above)
 
 
 class Conv2dParams(NamedTuple):
@@ -101,38 +102,17 @@ def conv2d_infer(key, x, features: int, kernel_size=3):
 # conv2d ---------------------------------------------------------------------------------------------------
 def _check(params, x, stride, padding, dilation):
     """Validate, and return ``(s, d, pads)`` with pads ``((top, bottom), (left, right))``."""
-    for arg, a in (("x", x), ("params.w", params.w), ("params.b", params.b)):
-        require_float(NAME, arg, a)
-    require_rank(NAME, "x", x, 4, hint="Expected NHWC: (N, H, W, C_in).")
-    require_rank(NAME, "params.w", params.w, 4, hint="Expected HWIO: (kh, kw, C_in, C_out).")
-    if x.shape[-1] != params.w.shape[2]:
-        raise ValueError(f"{NAME}: x.shape[-1] must equal w.shape[2] (input channels); got x {describe(x)}, "
-                         f"w {describe(params.w)}. Is x NHWC and w HWIO?")
-    if params.b.shape != (params.w.shape[3],):
-        raise ValueError(f"{NAME}: b must have shape (w.shape[3],) = ({params.w.shape[3]},); got b {describe(params.b)}.")
+    require_inputs(NAME, params, x, 2)
     return _geometry(params.w, x, stride, padding, dilation)
 
 
 def _geometry(w, x, stride, padding, dilation):
     """``(s, d, pads)``: stride and dilation pairs, explicit paddings (checked to fit the kernel)."""
     s, d = pair(NAME, "stride", stride), pair(NAME, "dilation", dilation)
-    span = tuple((k - 1) * di + 1 for k, di in zip(w.shape[:2], d))
+    span = spans(w.shape[:2], d)
     pads = explicit_padding(NAME, padding, x.shape[1:3], span, s)
-    if any(h + lo + hi < e for h, (lo, hi), e in zip(x.shape[1:3], pads, span)):
-        raise ValueError(f"{NAME}: the dilated kernel spans {span[0]}x{span[1]}, more than the padded input "
-                         f"(x {describe(x)}, padding={pads}); use a smaller kernel or dilation, or more padding.")
+    require_fits(NAME, x, x.shape[1:3], pads, span)
     return s, d, pads
-
-
-def _grad_pads(x, w, d, s, pads):
-    """Per axis, the paddings of the x_bar and w_bar convolutions (see the docstring)."""
-    x_pads, w_pads = [], []
-    for h, k, di, si, (lo, hi) in zip(x.shape[1:3], w.shape[:2], d, s, pads):
-        e = (k - 1) * di + 1
-        r = leftover(h, (lo, hi), e, si)
-        x_pads.append((e - 1 - lo, e - 1 - hi + r))
-        w_pads.append((lo, hi - r))
-    return tuple(x_pads), tuple(w_pads)
 
 
 def conv2d_auto(params: Conv2dParams, x: jax.Array, *, stride: int | tuple[int, int] = 1,
@@ -140,9 +120,7 @@ def conv2d_auto(params: Conv2dParams, x: jax.Array, *, stride: int | tuple[int, 
     """``y = conv(x, w) + b``; x: (N, H, W, C_in), w: (kh, kw, C_in, C_out) -> y: (N, H', W', C_out)."""
     s, d, pads = _check(params, x, stride, padding, dilation)
     dtype = jnp.result_type(x, params.w, params.b)
-    y = lax.conv_general_dilated(x.astype(dtype), params.w.astype(dtype), s, pads,
-                                 rhs_dilation=d, dimension_numbers=DIMS)
-    return y + params.b.astype(dtype)
+    return conv(x.astype(dtype), params.w.astype(dtype), s, pads, d) + params.b.astype(dtype)
 
 
 def conv2d_fwd(params: Conv2dParams, x, *, stride=1, padding="SAME", dilation=1):
@@ -153,13 +131,9 @@ def conv2d_fwd(params: Conv2dParams, x, *, stride=1, padding="SAME", dilation=1)
 def conv2d_bwd(res, y_bar, *, stride=1, padding="SAME", dilation=1):
     w, b_dtype, x = res
     s, d, pads = _geometry(w, x, stride, padding, dilation)  # fwd validated the inputs
-    x_pads, w_pads = _grad_pads(x, w, d, s, pads)
-    w_t = jnp.flip(w, (0, 1)).swapaxes(2, 3).astype(y_bar.dtype)  # (kh, kw, C_out, C_in)
-    x_bar = lax.conv_general_dilated(y_bar, w_t, (1, 1), x_pads, lhs_dilation=s, rhs_dilation=d,
-                                     dimension_numbers=DIMS)
-    w_bar = lax.conv_general_dilated(x.astype(y_bar.dtype), y_bar, d, w_pads, rhs_dilation=s,
-                                     dimension_numbers=_W_BAR_DIMS,  # (kh, kw, C_in, C_out)
-                                     out_sharding=cotangent_sharding(w))
+    x_pads, w_pads = grad_pads(x.shape[1:3], w.shape[:2], d, s, pads)
+    x_bar = input_grad(y_bar, w, s, d, x_pads)            # (N, H, W, C_in)
+    w_bar = weight_grad(x, y_bar, s, d, w_pads, like=w)   # (kh, kw, C_in, C_out)
     b_bar = y_bar.sum((0, 1, 2))
     params_bar = Conv2dParams(w_bar.astype(w.dtype), b_bar.astype(b_dtype.dtype))
     return params_bar, x_bar.astype(x.dtype)

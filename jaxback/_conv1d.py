@@ -123,7 +123,7 @@ def conv1d_bwd(res, y_bar, *, stride=1, padding="SAME", dilation=1):
     s, d, pads = _geometry(w, x, stride, padding, dilation)  # fwd validated the inputs
     x_pads, w_pads = grad_pads(x.shape[1:2], w.shape[:1], d, s, pads)
     x_bar = input_grad(y_bar, w, s, d, x_pads)  # (N, W, C_in)
-    w_bar = weight_grad(x, y_bar, s, d, w_pads)  # (k, C_in, C_out)
+    w_bar = weight_grad(x, y_bar, s, d, w_pads, like=w)  # (k, C_in, C_out)
     b_bar = y_bar.sum((0, 1))
     return Conv1dParams(w_bar.astype(w.dtype), b_bar.astype(b_dtype.dtype)), x_bar.astype(x.dtype)
 

@@ -1,4 +1,4 @@
-"""Convolution maths shared by conv1d and conv_transpose2d, for any number of spatial axes.
+"""Convolution maths shared by conv2d, conv1d and conv_transpose2d, for any number of spatial axes.
 
 The derivation is conv2d's (``jaxback._conv``): per spatial axis, with stride s, dilation d,
 padding (lo, hi), kernel span ``e = (k - 1) d + 1`` and leftover rows
@@ -14,6 +14,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
+from ._sharding import cotangent_sharding
 from ._validate import describe, require_float, require_rank
 from ._windows import leftover
 
@@ -77,9 +78,11 @@ def input_grad(y_bar, w, s, d, x_pads):
                                     dimension_numbers=dimension_numbers(n)[0])
 
 
-def weight_grad(x, y_bar, s, d, w_pads):
+def weight_grad(x, y_bar, s, d, w_pads, like=None):
     """``w_bar[k, c, o] = sum over n and positions of x[n, i s + k d - lo, c] y_bar[n, i, o]``: one
-    convolution with the batch contracted; the result is already (k..., C_in, C_out)."""
+    convolution with the batch contracted; the result is already (k..., C_in, C_out). ``like``: the
+    kernel, whose sharding ``w_bar`` takes under an explicit mesh (the contracted batch may be split)."""
     n = x.ndim - 2
     return lax.conv_general_dilated(x.astype(y_bar.dtype), y_bar, d, w_pads, rhs_dilation=s,
-                                    dimension_numbers=dimension_numbers(n)[1])
+                                    dimension_numbers=dimension_numbers(n)[1],
+                                    out_sharding=None if like is None else cotangent_sharding(like))

@@ -15,7 +15,8 @@ import numpy as np
 from jax import lax
 
 from .. import _pooling as pool
-from .._conv import DIMS, Conv2dParams, _geometry, conv2d, conv2d_bwd
+from .._conv import Conv2dParams, _geometry, conv2d, conv2d_bwd
+from .._conv_core import input_grad
 from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
 from .strategies import values
 
@@ -86,9 +87,7 @@ def _no_leftover(res, y_bar, hyper, params_bar, x_bar):
     w, _, x = res
     s, d, pads = _geometry(w, x, **{"stride": 1, "padding": "SAME", "dilation": 1, **hyper})
     x_pads = tuple(((k - 1) * di - lo, (k - 1) * di - hi) for k, di, (lo, hi) in zip(w.shape[:2], d, pads))
-    w_t = jnp.flip(w, (0, 1)).swapaxes(2, 3)
-    return params_bar, lax.conv_general_dilated(y_bar, w_t, (1, 1), x_pads, lhs_dilation=s, rhs_dilation=d,
-                                                dimension_numbers=DIMS)
+    return params_bar, input_grad(y_bar, w, s, d, x_pads)
 
 
 _W = Conv2dParams(jnp.ones((3, 3, 4, 16)), jnp.zeros(16))
