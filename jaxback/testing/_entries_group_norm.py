@@ -102,6 +102,8 @@ GROUP_NORM = LayerInfo(
         Mutant("means over all groups of the example", _with_x_bar(_group_mean_of_all)),
         Mutant("scale_bar = sum(y_bar), no x_hat", _scale_bar_without_x_hat),
     ),
+    bench_shape=(32, 16, 16, 64),  # batch_norm's benchmark images
+    bench_hyper={"num_groups": 8},
 )
 
 ENTRIES = (GROUP_NORM,)
