@@ -8,6 +8,7 @@ import textwrap
 
 import jaxback as jb
 
+import _checks
 import data as datasets
 from presets import ALIASES, FLAGS, PRESETS, resolve
 
@@ -124,6 +125,11 @@ def parse(argv=None, doc: str = "") -> argparse.Namespace:
         p.error("--compare-modes trains three runs side by side and takes no checkpoints; drop --ckpt-dir/--resume.")
     if args.resume and not args.ckpt_dir:
         p.error("--resume needs --ckpt-dir.")
+    for problem in (_checks.output_path("--ckpt-dir", args.ckpt_dir, directory=True),
+                    _checks.output_path("--plots", args.plots, directory=True),
+                    _checks.output_path("--log", args.log, directory=False)):
+        if problem:
+            p.error(problem)
     if args.data != preset["data"]:
         p.error(f"--model {args.model} trains on --data {preset['data']}; got --data {args.data}.")
     return args
