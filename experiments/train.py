@@ -57,12 +57,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 
 import jax
 
 import jaxback as jb
 
 import _cli
+import _stop
 from _setup import Setup, global_batch, setup_for
 from _summary import summary, table
 
@@ -121,21 +123,25 @@ def train(args, mode: str, log: Log, ckpt=None, resumed=None) -> dict:
     flow_start = flow_norms(setup, ts, args) if args.plots else None
     bar = tqdm(range(first, last), initial=first, total=args.steps, desc=mode, disable=args.quiet,
                dynamic_ncols=True)
-    for i in bar:
-        batch = global_batch(setup, position, args.batch_size)
-        if args.compare_modes and mode == MODES[0] and _due(i + 1, args.log_every, args.steps):
-            e, v = setup.agreement(ts, batch)
-            log.write(event="grad_agreement", step=i + 1, explicit_vs_auto=float(e), vjp_vs_auto=float(v))
-        ts, loss = setup.step(ts, batch)
-        position += 1
-        step = i + 1
-        if _due(step, args.log_every, args.steps) or step == last:
-            log.write(event="train", mode=mode, step=step, loss=float(loss), lr=float(setup.lr(i)))
-            bar.set_postfix(loss=f"{float(loss):.4f}")
-        if _due(step, args.eval_every, args.steps):
-            log.write(**evaluation(setup, ts, mode, step))
-        if ckpt is not None and (step % args.ckpt_every == 0 or step == last):
-            ckpt.save(step, ts, setup.names, dict(data_position=position, config=_cli.config_of(args)))
+    with _stop.requests() as stop:
+        for i in bar:
+            batch = global_batch(setup, position, args.batch_size)
+            if args.compare_modes and mode == MODES[0] and _due(i + 1, args.log_every, args.steps):
+                e, v = setup.agreement(ts, batch)
+                log.write(event="grad_agreement", step=i + 1, explicit_vs_auto=float(e), vjp_vs_auto=float(v))
+            ts, loss = setup.step(ts, batch)
+            position += 1
+            step, stopping = i + 1, stop.signum is not None
+            if _due(step, args.log_every, args.steps) or step == last or stopping:
+                log.write(event="train", mode=mode, step=step, loss=float(loss), lr=float(setup.lr(i)))
+                bar.set_postfix(loss=f"{float(loss):.4f}")
+            if _due(step, args.eval_every, args.steps):
+                log.write(**evaluation(setup, ts, mode, step))
+            if ckpt is not None and (step % args.ckpt_every == 0 or step == last or stopping):
+                ckpt.save(step, ts, setup.names, dict(data_position=position, config=_cli.config_of(args)))
+            if stopping:
+                bar.close()
+                raise _stop.Interrupted(stop.signum, step, ckpt.path(step) if ckpt is not None else None)
     bar.close()
     if first == last and first == args.steps:  # resumed a finished run: say where it stands
         log.write(**evaluation(setup, ts, mode, first))
@@ -181,9 +187,16 @@ def main(argv=None) -> dict:
         print(f"resumed from {ckpt.path(at)}")
     try:
         results = {m: train(args, m, log, ckpt, resumed) for m in modes}
+    except _stop.Interrupted as stop:  # the checkpoint is written (close waits for it): say so, exit
+        interrupted = stop
+    else:
+        interrupted = None
     finally:
         if ckpt is not None:
             ckpt.close()
+    if interrupted is not None:
+        print(_stop.resume_hint(sys.argv[1:] if argv is None else argv, interrupted), file=sys.stderr)
+        raise SystemExit(128 + interrupted.signum)
     summarise(args, modes, log, results)
     return dict(results=results, records=log.records)
 

@@ -5,10 +5,14 @@ message naming the flag, what was expected and what came, before anything is com
 the tiny mlp (one compile family) in float32, as the command line runs.
 """
 
+import json
 import os
-import re
 import pathlib
+import re
+import signal
+import subprocess
 import sys
+import time
 
 import jax
 import pytest
@@ -65,3 +69,52 @@ def test_plots_and_log_paths_that_cannot_be_written_are_refused(tmp_path, capsys
     args = train.parse(tiny("--log", str(tmp_path / "new" / "log.jsonl"), "--plots", str(tmp_path / "p"),
                             "--ckpt-dir", str(tmp_path / "ck")))   # missing directories are created later
     assert args.log.endswith("log.jsonl")
+
+
+# 2. SIGINT / SIGTERM -----------------------------------------------------------------------------
+def start_and_signal(argv, log, signum):
+    """Start train.py ``argv`` in a fresh process; send ``signum`` once ``log`` has a train record."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "experiments" / "train.py"), *argv], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (log.exists() and '"event": "train"' in log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err
+
+
+def trained(records):
+    return [r for r in records if r["event"] in ("train", "eval")]
+
+
+def read(log):
+    return [json.loads(line) for line in open(log)]
+
+
+LONG = 3000  # enough tiny steps that the signal lands mid-run (a step takes about a millisecond)
+
+
+def test_ctrl_c_saves_the_current_step_and_the_resumed_run_is_bit_exact(tmp_path):
+    log, ck = tmp_path / "split.jsonl", tmp_path / "ck"
+    argv = tiny("--ckpt-dir", str(ck), "--ckpt-every", "100000", "--log", str(log), steps=LONG)
+    rc, out, err = start_and_signal(argv, log, signal.SIGINT)
+    assert rc == 128 + signal.SIGINT, out + err
+    stopped = [r["step"] for r in read(log) if r["event"] == "train"][-1]
+    assert 1 <= stopped < LONG
+    assert f"SIGINT: stopped after step {stopped}, saved to {ck / str(stopped)}. Continue with:" in err
+    assert "experiments/train.py --model mlp" in err and err.rstrip().endswith("--resume")
+    assert sorted(p.name for p in ck.iterdir()) == [str(stopped)]
+    train.main(argv + ["--resume"])
+    straight = train.main(tiny("--log", str(tmp_path / "straight.jsonl"), steps=LONG))
+    assert trained(read(log)) == trained(straight["records"])   # every loss and the evaluation, bit for bit
+
+
+def test_sigterm_without_a_ckpt_dir_says_nothing_is_saved(tmp_path):
+    log = tmp_path / "log.jsonl"
+    rc, out, err = start_and_signal(tiny("--log", str(log), steps=LONG), log, signal.SIGTERM)
+    assert rc == 128 + signal.SIGTERM, out + err
+    stopped = [r["step"] for r in read(log) if r["event"] == "train"][-1]
+    assert f"SIGTERM: stopped after step {stopped}; nothing is saved (no --ckpt-dir)." in err
