@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 
-__all__ = ["output_path", "hyperparameters"]
+__all__ = ["output_path", "hyperparameters", "warmup"]
 
 
 def _nearest_existing(path: str) -> str:
@@ -51,6 +51,14 @@ def hyperparameters(args):
         return f"--weight-decay must be a finite number >= 0; got {args.weight_decay}."
     if args.seed < 0:
         return f"--seed must be >= 0 (numpy's generators take no negative seed); got {args.seed}."
-    if args.schedule == "warmup-cosine" and not 0 <= args.warmup < args.steps:
+    return None
+
+
+def warmup(args):
+    """Why a ``--warmup`` given on the command line is wrong, or None."""
+    if args.schedule != "warmup-cosine":
+        return (f"--warmup applies to --schedule warmup-cosine only; this run's schedule is {args.schedule}. "
+                f"Drop --warmup or pass --schedule warmup-cosine.")
+    if not 0 <= args.warmup < args.steps:
         return f"--warmup must be in [0, --steps {args.steps}); got {args.warmup}."
     return None

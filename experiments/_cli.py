@@ -115,6 +115,8 @@ def parse(argv=None, doc: str = "") -> argparse.Namespace:
             setattr(args, flag, preset[flag])
     if args.warmup is None:
         args.warmup = max(1, args.steps // 20)
+    elif (problem := _checks.warmup(args)) is not None:
+        p.error(problem)
     for flag in ("steps", "batch_size", "ckpt_every", "keep", "log_every", "eval_every", "devices"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be at least 1; got {getattr(args, flag)}.")
@@ -125,7 +127,8 @@ def parse(argv=None, doc: str = "") -> argparse.Namespace:
         p.error("--compare-modes trains three runs side by side and takes no checkpoints; drop --ckpt-dir/--resume.")
     if args.resume and not args.ckpt_dir:
         p.error("--resume needs --ckpt-dir.")
-    for problem in (_checks.output_path("--ckpt-dir", args.ckpt_dir, directory=True),
+    for problem in (_checks.hyperparameters(args),
+                    _checks.output_path("--ckpt-dir", args.ckpt_dir, directory=True),
                     _checks.output_path("--plots", args.plots, directory=True),
                     _checks.output_path("--log", args.log, directory=False)):
         if problem:

@@ -1,10 +1,16 @@
-"""Ctrl-C (SIGINT) and SIGTERM during training: finish the step under way, save, say how to resume.
+"""Why training stops before ``--steps``, saving what it can: a signal, or a loss that is not finite.
+
+Ctrl-C (SIGINT) and SIGTERM: finish the step under way, save it, say how to resume.
 
 Python's default SIGINT raises ``KeyboardInterrupt`` wherever the interpreter happens to be (in
 the middle of an optax update, an orbax write...), and SIGTERM kills the process outright: either
 way the steps since the last ``--ckpt-every`` were lost. :func:`requests` instead records the
 signal; the training loop looks at it after each step, saves a checkpoint of that step and raises
 :class:`Interrupted`. A second signal while the first is handled stops at once (the default).
+
+A non-finite loss (a learning rate too large, an overflow): every later step would be NaN too, so
+the loop raises :class:`NonFiniteLoss` at once, after saving the state of the last step whose loss
+was finite (the parameters that went into the failing step), instead of training on to the end.
 """
 
 from __future__ import annotations
@@ -14,17 +20,50 @@ import shlex
 import signal
 import threading
 
-__all__ = ["requests", "Interrupted", "resume_hint"]
+__all__ = ["requests", "Stopped", "Interrupted", "NonFiniteLoss", "resume_hint"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Interrupted(Exception):
-    """Training stopped by ``signum`` after ``step`` steps (saved when ``saved`` is a path)."""
+class Stopped(Exception):
+    """Training stopped early after ``step`` steps; ``saved``: the checkpoint written, or None."""
+
+    code = 1
+
+    def __init__(self, step: int, saved):
+        super().__init__(f"stopped after step {step}")
+        self.step, self.saved = step, saved
+
+
+class Interrupted(Stopped):
+    """Stopped by the signal ``signum`` (exit status 128 + signum, as the shell reports a kill)."""
 
     def __init__(self, signum: int, step: int, saved):
-        super().__init__(f"{signal.Signals(signum).name} after step {step}")
-        self.signum, self.step, self.saved = signum, step, saved
+        super().__init__(step, saved)
+        self.signum, self.code = signum, 128 + signum
+
+    def report(self, argv) -> str:
+        return resume_hint(argv, self)
+
+
+class NonFiniteLoss(Stopped):
+    """The loss of step ``bad`` is ``loss`` (NaN or infinite); ``saved`` holds step ``good``, the newest
+    state with finite parameters (None: none of the recent ones; 0: the starting state, not saved)."""
+
+    def __init__(self, bad: int, good, saved, loss: float, lr: float):
+        super().__init__(good or 0, saved)
+        self.bad, self.good, self.loss, self.lr = bad, good, loss, lr
+
+    def report(self, argv) -> str:
+        if self.saved:
+            where = f"saved the state after step {self.good}, the newest with finite parameters, to {self.saved}"
+        elif self.good is None:
+            where = "the recent states have non-finite parameters: nothing is saved"
+        else:
+            where = "nothing is saved (" + ("no --ckpt-dir)" if self.good else "the start is the newest finite state)")
+        return (f"the loss of step {self.bad} is {self.loss} (learning rate {self.lr:g}): training stopped, every "
+                f"later step would be {self.loss} too; {where}. Lower --lr (or raise --warmup); to continue "
+                f"from a checkpoint with other flags, add --resume --allow-config-change.")
 
 
 class _Requests:

@@ -60,6 +60,7 @@ import os
 import sys
 
 import jax
+import jax.numpy as jnp
 
 import jaxback as jb
 
@@ -123,30 +124,54 @@ def train(args, mode: str, log: Log, ckpt=None, resumed=None) -> dict:
     flow_start = flow_norms(setup, ts, args) if args.plots else None
     bar = tqdm(range(first, last), initial=first, total=args.steps, desc=mode, disable=args.quiet,
                dynamic_ncols=True)
+    recent = []
     with _stop.requests() as stop:
         for i in bar:
             batch = global_batch(setup, position, args.batch_size)
             if args.compare_modes and mode == MODES[0] and _due(i + 1, args.log_every, args.steps):
                 e, v = setup.agreement(ts, batch)
                 log.write(event="grad_agreement", step=i + 1, explicit_vs_auto=float(e), vjp_vs_auto=float(v))
+            recent, saved = (recent + [(ts, position)])[-2:], None  # for a non-finite loss: what to save
             ts, loss = setup.step(ts, batch)
             position += 1
-            step, stopping = i + 1, stop.signum is not None
-            if _due(step, args.log_every, args.steps) or step == last or stopping:
-                log.write(event="train", mode=mode, step=step, loss=float(loss), lr=float(setup.lr(i)))
-                bar.set_postfix(loss=f"{float(loss):.4f}")
+            step, stopping, value = i + 1, stop.signum is not None, float(loss)
+            if _due(step, args.log_every, args.steps) or step == last or stopping or not math.isfinite(value):
+                log.write(event="train", mode=mode, step=step, loss=value, lr=float(setup.lr(i)))
+                bar.set_postfix(loss=f"{value:.4f}")
+            if not math.isfinite(value):
+                bar.close()
+                raise _non_finite(ckpt, args, setup, recent, first, step, value)
             if _due(step, args.eval_every, args.steps):
                 log.write(**evaluation(setup, ts, mode, step))
             if ckpt is not None and (step % args.ckpt_every == 0 or step == last or stopping):
-                ckpt.save(step, ts, setup.names, dict(data_position=position, config=_cli.config_of(args)))
+                saved = _save(ckpt, args, setup, ts, position)
             if stopping:
                 bar.close()
-                raise _stop.Interrupted(stop.signum, step, ckpt.path(step) if ckpt is not None else None)
+                raise _stop.Interrupted(stop.signum, step, saved)
     bar.close()
     if first == last and first == args.steps:  # resumed a finished run: say where it stands
         log.write(**evaluation(setup, ts, mode, first))
     flows = (flow_start, flow_norms(setup, ts, args)) if args.plots else None
     return dict(state=ts, flows=flows, setup=setup)
+
+
+def _save(ckpt, args, setup: Setup, ts, position: int) -> str:
+    """Checkpoint ``ts`` (at data position ``position``); returns its path."""
+    ckpt.save(int(ts.step), ts, setup.names, dict(data_position=position, config=_cli.config_of(args)))
+    return ckpt.path(int(ts.step))
+
+
+def _non_finite(ckpt, args, setup: Setup, recent, first: int, step: int, value: float) -> _stop.NonFiniteLoss:
+    """The error to raise when the loss of ``step`` is ``value`` (not finite), after saving the newest
+    of the ``recent`` (state, data position) pairs whose parameters are all finite: the update that
+    gave the last finite loss may itself have overflowed."""
+    finite = lambda tree: all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(tree))
+    good = next(((ts, position) for ts, position in reversed(recent) if finite(ts.params)), None)
+    at = None if good is None else int(good[0].step)
+    saved = None
+    if ckpt is not None and at:  # on disk already: the restored step and the --ckpt-every ones
+        saved = ckpt.path(at) if at == first or at % args.ckpt_every == 0 else _save(ckpt, args, setup, *good)
+    return _stop.NonFiniteLoss(step, at, saved, value, float(setup.lr(step - 1)))
 
 
 def _due(step: int, every: int, total: int) -> bool:
@@ -187,16 +212,16 @@ def main(argv=None) -> dict:
         print(f"resumed from {ckpt.path(at)}")
     try:
         results = {m: train(args, m, log, ckpt, resumed) for m in modes}
-    except _stop.Interrupted as stop:  # the checkpoint is written (close waits for it): say so, exit
-        interrupted = stop
+    except _stop.Stopped as stop:  # the checkpoint is written (close waits for it): say so, exit
+        stopped = stop
     else:
-        interrupted = None
+        stopped = None
     finally:
         if ckpt is not None:
             ckpt.close()
-    if interrupted is not None:
-        print(_stop.resume_hint(sys.argv[1:] if argv is None else argv, interrupted), file=sys.stderr)
-        raise SystemExit(128 + interrupted.signum)
+    if stopped is not None:
+        print(stopped.report(sys.argv[1:] if argv is None else argv), file=sys.stderr)
+        raise SystemExit(stopped.code)
     summarise(args, modes, log, results)
     return dict(results=results, records=log.records)
 

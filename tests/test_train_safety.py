@@ -6,6 +6,7 @@ the tiny mlp (one compile family) in float32, as the command line runs.
 """
 
 import json
+import math
 import os
 import pathlib
 import re
@@ -15,6 +16,7 @@ import sys
 import time
 
 import jax
+import numpy as np
 import pytest
 
 pytest.importorskip("orbax.checkpoint")
@@ -118,3 +120,49 @@ def test_sigterm_without_a_ckpt_dir_says_nothing_is_saved(tmp_path):
     assert rc == 128 + signal.SIGTERM, out + err
     stopped = [r["step"] for r in read(log) if r["event"] == "train"][-1]
     assert f"SIGTERM: stopped after step {stopped}; nothing is saved (no --ckpt-dir)." in err
+
+
+# 3. hyperparameters and a non-finite loss --------------------------------------------------------
+@pytest.mark.parametrize("flag, value, message", [
+    ("--lr", "-1", r"--lr must be a positive finite number; got -1.0"),
+    ("--lr", "0", r"--lr must be a positive finite number; got 0.0"),
+    ("--lr", "nan", r"--lr must be a positive finite number; got nan"),
+    ("--lr", "inf", r"--lr must be a positive finite number; got inf"),
+    ("--weight-decay", "-1e-4", r"--weight-decay must be a finite number >= 0; got -0.0001"),
+    ("--weight-decay", "nan", r"--weight-decay must be a finite number >= 0; got nan"),
+    ("--seed", "-1", r"--seed must be >= 0"),
+])
+def test_non_positive_or_non_finite_hyperparameters_are_refused(capsys, flag, value, message):
+    refused(capsys, tiny(f"{flag}={value}"), message)   # --lr=-1: argparse reads -1e-4 alone as a flag
+
+
+def test_warmup_outside_warmup_cosine_or_its_range_is_refused(capsys):
+    refused(capsys, tiny("--warmup", "3"), r"--warmup applies to --schedule warmup-cosine only; this run's schedule "
+                                           r"is constant")
+    refused(capsys, tiny("--schedule", "warmup-cosine", "--warmup", "4"), r"--warmup must be in \[0, --steps 4\); got 4")
+    refused(capsys, tiny("--schedule", "warmup-cosine", "--warmup", "-1"), r"--warmup must be in \[0, --steps 4\)")
+    assert train.parse(tiny("--schedule", "warmup-cosine", "--warmup", "3")).warmup == 3
+
+
+def test_a_non_finite_loss_stops_with_a_checkpoint_of_the_last_finite_step(tmp_path, capsys):
+    """lr 1e30: the loss of step 2 is finite (huge), the update overflows, step 3's loss is NaN."""
+    from _checkpoint import Checkpoints
+    from _setup import setup_for
+
+    ck, log = tmp_path / "ck", tmp_path / "log.jsonl"
+    argv = tiny("--lr", "1e30", "--ckpt-dir", str(ck), "--log", str(log), steps=20)
+    with pytest.raises(SystemExit) as stop:
+        train.main(argv)
+    assert stop.value.code == 1
+    losses = [r["loss"] for r in read(log) if r["event"] == "train"]
+    assert all(map(math.isfinite, losses[:-1])) and not math.isfinite(losses[-1]) and len(losses) < 20
+    bad = len(losses)
+    err = capsys.readouterr().err
+    good = int(re.search(r"saved the state after step (\d+), the newest with finite parameters", err).group(1))
+    assert bad - 2 <= good < bad    # the update of the last finite loss may have overflowed already
+    assert (f"the loss of step {bad} is nan (learning rate 1e+30): training stopped, every later step would be nan "
+            f"too; saved the state after step {good}, the newest with finite parameters, to {ck / str(good)}" in err)
+    setup = setup_for(train.parse(argv), "explicit")
+    saved, meta = Checkpoints(str(ck), keep=3).restore_latest(setup.start, setup.names)
+    assert int(saved.step) == good and meta["data_position"] == good
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(saved.params))
