@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 
-__all__ = ["output_path", "hyperparameters", "warmup"]
+__all__ = ["output_path", "hyperparameters", "warmup", "devices"]
 
 
 def _nearest_existing(path: str) -> str:
@@ -62,3 +62,18 @@ def warmup(args):
     if not 0 <= args.warmup < args.steps:
         return f"--warmup must be in [0, --steps {args.steps}); got {args.warmup}."
     return None
+
+
+def devices(args):
+    """Why ``--devices`` exceeds the devices visible (all processes' with ``--distributed``, which
+    joins the other processes first: JAX sees their devices only then), or None."""
+    import jax
+
+    if getattr(args, "distributed", False) and not jax.distributed.is_initialized():
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes' collectives
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    visible = jax.devices()
+    if args.devices <= len(visible):
+        return None
+    return (f"--devices {args.devices}: only {len(visible)} device(s) visible ({visible[0].platform}). On CPU, set "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={args.devices} before starting Python.")

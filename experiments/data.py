@@ -29,6 +29,7 @@ checkpoint stores is one integer, the number of batches drawn so far:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sysconfig
@@ -180,6 +181,7 @@ def load_copy(seed: int, k: int = 6, symbols: int = 8, test_rows: int = 2000) ->
     return Dataset(batch, test, test[0][:2], info, ("sequence_accuracy", "accuracy"))
 
 
+@functools.lru_cache(maxsize=8)  # train.py's start-up checks load it, the run reuses it
 def load(name: str, *, seed: int, context: int = 64, **options) -> Dataset:
     """The data set ``name`` (``DATASETS``); ``options``: a preset's (``images=True``, ``k=...``)."""
     if name == "digits":

@@ -49,7 +49,8 @@ The log (``--log FILE``, JSON lines; rewritten up to the restored step on ``--re
                                                    step, on the test / validation set; metrics:
                                                    accuracy, perplexity or sequence_accuracy
   {"event": "grad_agreement", "step", "explicit_vs_auto", "vjp_vs_auto"}  with --compare-modes
-  {"event": "resume", "step", "checkpoint"}        where a run continued from a checkpoint
+  {"event": "resume", "step", "checkpoint", "changed"}  where a run continued from a checkpoint
+                                                   (changed: the flags --allow-config-change let differ)
 """
 
 from __future__ import annotations
@@ -189,8 +190,6 @@ def flow_norms(setup: Setup, ts, args) -> dict:
 def main(argv=None) -> dict:
     """Run the command line; returns ``{mode: result}`` (used by the tests)."""
     args = parse(argv)
-    if args.distributed:
-        jax.distributed.initialize()
     modes = MODES if args.compare_modes else (args.mode,)
     ckpt, resumed = None, None
     if args.ckpt_dir:
@@ -203,13 +202,18 @@ def main(argv=None) -> dict:
             setup = setup_for(args, args.mode)
             resumed = ckpt.restore_latest(setup.start, setup.names)
     at = int(resumed[0].step) if resumed else None
+    changed = _cli.config_changes(resumed[1].get("config", {}), args) if resumed else []
+    if changed and not args.allow_config_change:
+        ckpt.close()
+        raise SystemExit(f"checkpoint {ckpt.path(at)} was written with other flags: {', '.join(changed)}. "
+                         f"Resume with its flags, or pass --allow-config-change to continue with the new ones.")
     log = Log(args.log, keep_until=at)
     if resumed is None:
         log.write(event="start", config=_cli.config_of(args), devices=args.devices,
                   data=setup_for(args, modes[0]).dataset.info)
     else:
-        log.write(event="resume", step=at, checkpoint=ckpt.path(at))
-        print(f"resumed from {ckpt.path(at)}")
+        log.write(event="resume", step=at, checkpoint=ckpt.path(at), changed=changed)
+        print(f"resumed from {ckpt.path(at)}" + (" with changed flags: " + ", ".join(changed) if changed else ""))
     try:
         results = {m: train(args, m, log, ckpt, resumed) for m in modes}
     except _stop.Stopped as stop:  # the checkpoint is written (close waits for it): say so, exit

@@ -166,3 +166,33 @@ def test_a_non_finite_loss_stops_with_a_checkpoint_of_the_last_finite_step(tmp_p
     saved, meta = Checkpoints(str(ck), keep=3).restore_latest(setup.start, setup.names)
     assert int(saved.step) == good and meta["data_position"] == good
     assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(saved.params))
+
+
+# 4. devices, batch size, context, resume with other flags ----------------------------------------
+def test_too_many_devices_is_named_before_the_batch_size(capsys):
+    n = len(jax.devices())
+    refused(capsys, tiny("--devices", str(n + 2)), rf"--devices {n + 2}: only {n} device\(s\) visible \(cpu\). On CPU, "
+                                                   rf"set XLA_FLAGS=--xla_force_host_platform_device_count={n + 2}")
+
+
+def test_a_batch_larger_than_the_data_set_or_an_empty_context_is_refused(capsys):
+    refused(capsys, tiny("--batch-size", "100000"), r"--batch-size 100000 is larger than the digits training set "
+                                                    r"\(1347 examples\)")
+    refused(capsys, ["--model", "lm", "--context", "0"], r"--context must be at least 1; got 0")
+    refused(capsys, tiny("--stop-after", "0"), r"--stop-after must be at least 1; got 0")
+    refused(capsys, tiny("--process-id", "0"), r"--coordinator, --num-processes and --process-id need --distributed")
+
+
+def test_resume_with_other_flags_names_the_changes_and_needs_allow_config_change(tmp_path, capsys):
+    ck = ["--ckpt-dir", str(tmp_path / "ck")]
+    train.main(tiny(*ck, "--stop-after", "2"))
+    with pytest.raises(SystemExit, match=r"checkpoint .*/ck/2 was written with other flags: --lr 0.1 -> 0.05, "
+                                         r"--steps 4 -> 6. Resume with its flags, or pass --allow-config-change"):
+        train.main(tiny(*ck, "--resume", "--lr", "0.05", steps=6))
+    done = train.main(tiny(*ck, "--resume", "--lr", "0.05", "--allow-config-change", steps=6))
+    (resume,) = [r for r in done["records"] if r["event"] == "resume"]
+    assert resume["changed"] == ["--lr 0.1 -> 0.05", "--steps 4 -> 6"]
+    assert "with changed flags: --lr 0.1 -> 0.05, --steps 4 -> 6" in capsys.readouterr().out
+    assert [r["step"] for r in done["records"] if r["event"] == "train"][-1] == 6
+    assert train.main(tiny(*ck, "--resume", "--lr", "0.05", steps=6))["records"]  # the new flags are now its own
+
