@@ -35,10 +35,11 @@ def parser(doc: str = "") -> argparse.ArgumentParser:
                            "transformer is lm's old name. Default: mlp.")
     what.add_argument("--size", choices=("small", "tiny"), default="small",
                       help="model width: small for results, tiny for quick checks and tests. Default: small.")
-    what.add_argument("--data", choices=sorted(datasets.DATASETS), default=None,
+    what.add_argument("--data", metavar="{" + ",".join(sorted(datasets.DATASETS)) + "} or FILE.npz", default=None,
                       help="digits: scikit-learn's 8x8 digits, stratified 75/25 split; stdlib: bytes of the "
-                           "Python standard library's source; copy: the copy task (experiments/data.py). "
-                           + _preset_help("data"))
+                           "Python standard library's source; copy: the copy task (experiments/data.py); "
+                           "FILE.npz: your own classification data for mlp and cnn, arrays x, y and optionally "
+                           "x_test, y_test (experiments/_npz.py). " + _preset_help("data"))
     what.add_argument("--context", metavar="T", type=int, default=64,
                       help="stdlib only: bytes of context per training window. Default: 64.")
     what.add_argument("--mode", choices=MODES, default="explicit",
@@ -146,7 +147,12 @@ def parse(argv=None, doc: str = "") -> argparse.Namespace:
                     _checks.output_path("--log", args.log, directory=False)):
         if problem:
             p.error(problem)
-    if args.data != preset["data"]:
+    own = args.data.endswith(".npz")
+    if own and preset["data"] != "digits":
+        p.error(f"--data FILE.npz is for --model mlp or cnn; --model {args.model} trains on {preset['data']}.")
+    if args.data not in datasets.DATASETS and not own:
+        p.error(f"--data must be one of {', '.join(sorted(datasets.DATASETS))} or a FILE.npz; got {args.data!r}.")
+    if args.data != preset["data"] and not own:
         p.error(f"--model {args.model} trains on --data {preset['data']}; got --data {args.data}.")
     if (problem := _checks.devices(args)) is not None:  # the count first: --batch-size's check needs it
         p.error(problem)

@@ -196,3 +196,67 @@ def test_resume_with_other_flags_names_the_changes_and_needs_allow_config_change
     assert [r["step"] for r in done["records"] if r["event"] == "train"][-1] == 6
     assert train.main(tiny(*ck, "--resume", "--lr", "0.05", steps=6))["records"]  # the new flags are now its own
 
+
+# 5. your own data: --data FILE.npz ---------------------------------------------------------------
+def blobs(rng, n, shape, classes=3):
+    """``n`` rows of ``shape`` around one centre per class: learnable in a few steps."""
+    y = np.arange(n) % classes
+    return (rng.normal(size=(n, *shape)) + 3 * y.reshape(-1, *[1] * len(shape))).astype(np.float32), y
+
+
+def test_own_npz_data_trains_the_mlp_and_the_cnn(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = blobs(rng, 40, (5,))
+    np.savez(tmp_path / "rows.npz", x=x, y=y)                        # no test split: a quarter held out
+    done = train.main(tiny("--data", str(tmp_path / "rows.npz"), "--lr", "0.5", steps=30))
+    start = [r for r in done["records"] if r["event"] == "start"][0]
+    assert start["data"] == dict(data=str(tmp_path / "rows.npz"), train=30, test=10, classes=3, split="random 75/25",
+                                 split_seed=0)
+    assert [r for r in done["records"] if r["event"] == "eval"][-1]["accuracy"] > 0.5
+    xi, yi = blobs(rng, 24, (6, 6, 1))
+    xt, yt = blobs(rng, 9, (6, 6, 1))
+    np.savez(tmp_path / "images.npz", x=xi, y=yi.astype(np.uint8), x_test=xt, y_test=yt)
+    argv = ["--model", "cnn", "--size", "tiny", "--data", str(tmp_path / "images.npz"), "--steps", "2",
+            "--batch-size", "8", "--quiet"]
+    done = train.main(argv)
+    start = [r for r in done["records"] if r["event"] == "start"][0]
+    assert (start["data"]["train"], start["data"]["test"], start["data"]["split"]) == (24, 9, "given")
+    assert final_eval(done)["step"] == 2
+
+
+def final_eval(done):
+    return [r for r in done["records"] if r["event"] == "eval"][-1]
+
+
+GOOD = dict(x=np.zeros((8, 3), np.float32), y=np.arange(8) % 2)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(x=GOOD["x"]), r"expected the arrays x, y \(and optionally x_test, y_test\); missing y \(the file has x\)"),
+    (dict(GOOD, labels=GOOD["y"]), r"expected the arrays x, y .*; unknown labels \(the file has labels, x, y\)"),
+    (dict(GOOD, x_test=GOOD["x"]), r"x_test and y_test come together"),
+    (dict(GOOD, x=GOOD["x"].reshape(8, 3, 1, 1)), r"x must be \(N, D\) rows for --model mlp; got shape \(8, 3, 1, 1\)"),
+    (dict(GOOD, x=GOOD["x"].astype(complex)), r"x must hold real numbers .*; got dtype complex128"),
+    (dict(GOOD, x=np.full((8, 3), np.nan)), r"x has 24 non-finite values"),
+    (dict(GOOD, y=GOOD["y"].astype(np.float32)), r"y must hold integer class ids; got dtype float32"),
+    (dict(GOOD, y=GOOD["y"][:5]), r"y must have shape \(8,\), one class id per row of x; got \(5,\)"),
+    (dict(GOOD, y=GOOD["y"] - 1), r"y must hold class ids >= 0; got -1"),
+    (dict(GOOD, y=np.zeros(8, int)), r"y has a single class \(0\)"),
+    (dict(GOOD, x_test=np.zeros((2, 4)), y_test=np.zeros(2, int)), r"x_test must have x's per-example shape \(3,\); "
+                                                                    r"got \(4,\)"),
+    (dict(GOOD, x_test=np.zeros((2, 3)), y_test=np.array([0, 5])), r"y_test has class 5, but y's classes are 0 .. 1"),
+])
+def test_bad_npz_data_is_refused_naming_the_array(tmp_path, capsys, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    refused(capsys, tiny("--data", str(tmp_path / "d.npz")), r"--data .*d.npz: " + message)
+
+
+def test_npz_data_needs_a_classifier_preset_and_a_readable_file(tmp_path, capsys):
+    np.savez(tmp_path / "d.npz", **GOOD)
+    refused(capsys, ["--model", "lm", "--data", str(tmp_path / "d.npz")], r"--data FILE.npz is for --model mlp or "
+                                                                          r"cnn; --model lm trains on stdlib")
+    refused(capsys, ["--model", "cnn", "--data", str(tmp_path / "d.npz")], r"x must be \(N, H, W, C\) images")
+    refused(capsys, tiny("--data", str(tmp_path / "none.npz")), r"--data .*none.npz: no such file")
+    (tmp_path / "junk.npz").write_text("not a zip")
+    refused(capsys, tiny("--data", str(tmp_path / "junk.npz")), r"--data .*junk.npz: cannot be read as an .npz")
+    refused(capsys, tiny("--data", "mnist"), r"--data must be one of copy, digits, stdlib or a FILE.npz; got 'mnist'")
