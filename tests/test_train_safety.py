@@ -25,6 +25,7 @@ pytest.importorskip("tqdm")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
+sys.path.insert(0, str(ROOT))  # experiments.checkpoint, as users import it from the repository root
 
 import train  # noqa: E402
 
@@ -260,3 +261,24 @@ def test_npz_data_needs_a_classifier_preset_and_a_readable_file(tmp_path, capsys
     (tmp_path / "junk.npz").write_text("not a zip")
     refused(capsys, tiny("--data", str(tmp_path / "junk.npz")), r"--data .*junk.npz: cannot be read as an .npz")
     refused(capsys, tiny("--data", "mnist"), r"--data must be one of copy, digits, stdlib or a FILE.npz; got 'mnist'")
+
+
+# 6. save / load outside train.py -----------------------------------------------------------------
+def test_save_and_load_restore_the_params_and_state_namedtuples(tmp_path):
+    from experiments.checkpoint import load, save   # the documented import, from the repository root
+
+    done = train.main(["--model", "cnn", "--size", "tiny", "--steps", "2", "--batch-size", "8", "--quiet"])
+    ts = done["results"]["explicit"]["state"]
+    save(str(tmp_path / "m"), ts.params, ts.state)
+    params, state = load(str(tmp_path / "m"))
+    for mine, theirs in ((params, ts.params), (state, ts.state)):
+        assert jax.tree_util.tree_structure(mine) == jax.tree_util.tree_structure(theirs)  # NamedTuples and all
+        for a, b in zip(jax.tree_util.tree_leaves(mine), jax.tree_util.tree_leaves(theirs)):
+            assert np.asarray(a).dtype == np.asarray(b).dtype
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    save(str(tmp_path / "plain"), {"w": np.arange(3.0), "rest": [None, (np.int32(2),)]})
+    assert load(str(tmp_path / "plain"))[1] is None
+    with pytest.raises(FileExistsError, match="exists; give a new directory"):
+        save(str(tmp_path / "m"), params)
+    with pytest.raises(FileNotFoundError, match="has no structure.json"):
+        load(str(tmp_path))
