@@ -282,3 +282,37 @@ def test_save_and_load_restore_the_params_and_state_namedtuples(tmp_path):
         save(str(tmp_path / "m"), params)
     with pytest.raises(FileNotFoundError, match="has no structure.json"):
         load(str(tmp_path))
+
+
+# 8. --distributed: two processes of 2 CPU devices each against one process of 4 ------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_distributed_processes_log_what_one_process_of_four_devices_logs(tmp_path):
+    argv = tiny("--devices", "4", steps=3)
+    script = [sys.executable, str(ROOT / "experiments" / "train.py")]
+
+    def env(count):
+        flags = os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={count}"
+        return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags.strip())
+
+    one = subprocess.run(script + argv + ["--log", str(tmp_path / "one.jsonl")], env=env(4), capture_output=True,
+                         text=True, timeout=300)
+    assert one.returncode == 0, one.stdout + one.stderr
+    coordinator = f"127.0.0.1:{free_port()}"   # loopback only
+    procs = [subprocess.Popen(script + argv + ["--log", str(tmp_path / f"p{i}.jsonl"), "--distributed",
+                                               "--coordinator", coordinator, "--num-processes", "2",
+                                               "--process-id", str(i)],
+                              env=env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, out + err
+    assert (tmp_path / "p0.jsonl").read_text() == (tmp_path / "one.jsonl").read_text()   # every loss, bit for bit
+    assert not (tmp_path / "p1.jsonl").exists()   # one writer
+    assert len([r for r in read(tmp_path / "one.jsonl") if r["event"] == "train"]) == 3
