@@ -316,3 +316,30 @@ def test_two_distributed_processes_log_what_one_process_of_four_devices_logs(tmp
     assert (tmp_path / "p0.jsonl").read_text() == (tmp_path / "one.jsonl").read_text()   # every loss, bit for bit
     assert not (tmp_path / "p1.jsonl").exists()   # one writer
     assert len([r for r in read(tmp_path / "one.jsonl") if r["event"] == "train"]) == 3
+
+
+# 7. plots -----------------------------------------------------------------------------------------
+def test_plots_draw_the_evaluation_loss_a_smoothed_loss_and_dw_only_where_there_are_weights(tmp_path):
+    import _plots
+
+    assert _plots.smooth([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])   # bias-corrected: no pull to 0
+    assert _plots.smooth([1.0, 3.0]) == pytest.approx([1.0, (0.09 + 0.3) / 0.19])
+    argv = ["--model", "cnn", "--size", "tiny", "--steps", "4", "--batch-size", "8", "--log-every", "1",
+            "--eval-every", "2", "--quiet", "--plots", str(tmp_path)]
+    done = train.main(argv)
+    assert {p.name for p in tmp_path.iterdir()} == {"training.png", "backward_flow.png"}
+    args, records = train.parse(argv), done["records"]
+    result = done["results"]["explicit"]
+    fig = _plots.training(str(tmp_path / "t.png"), args, ["explicit"], records, result["setup"].dataset.info, "accuracy")
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    losses = [r["loss"] for r in records if r["event"] == "train"]
+    assert list(lines["explicit: per-batch loss"].get_ydata()) == losses
+    assert list(lines["explicit: smoothed (EMA 0.9)"].get_ydata()) == _plots.smooth(losses)
+    evals = [r for r in records if r["event"] == "eval"]
+    assert list(lines["explicit: evaluation loss"].get_xdata()) == [2, 4]
+    assert list(lines["explicit: evaluation loss"].get_ydata()) == [r["loss"] for r in evals]
+    fig = _plots.backward_flow(str(tmp_path / "f.png"), args, result["flows"])
+    top, bottom = fig.axes
+    assert len(top.get_xticklabels()) == 7                                   # every layer has a dL/dX
+    assert [t.get_text() for t in bottom.get_xticklabels()] == ["[6].linear", "[1].batch_norm", "[0].conv2d"]
+    assert all(len(line.get_ydata()) == 3 for line in bottom.get_lines())
