@@ -55,7 +55,6 @@ The log (``--log FILE``, JSON lines; rewritten up to the restored step on ``--re
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -67,6 +66,7 @@ import jaxback as jb
 
 import _cli
 import _stop
+from _log import Log
 from _setup import Setup, global_batch, setup_for
 from _summary import summary, table
 
@@ -81,26 +81,6 @@ def parse(argv=None):
 
 
 # one run ---------------------------------------------------------------------------------------------
-class Log:
-    """The JSON-lines log (``--log``), also kept in memory (``records``) for the plots."""
-
-    def __init__(self, path, keep_until=None):
-        self.path, self.records = path, []
-        if path and keep_until is not None and os.path.exists(path):
-            with open(path) as f:
-                self.records = [r for r in map(json.loads, f) if r.get("step", 0) <= keep_until]
-        if path and jax.process_index() == 0:  # one writer on several hosts
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            with open(path, "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in self.records)
-
-    def write(self, **record):
-        self.records.append(record)
-        if self.path and jax.process_index() == 0:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-
-
 def evaluation(setup: Setup, ts, mode: str, step: int) -> dict:
     """The eval record: loss and the data set's metrics on the test / validation set
     (perplexity per byte is exp of the loss; accuracy per target; sequence_accuracy per row)."""
