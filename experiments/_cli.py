@@ -8,10 +8,11 @@ import textwrap
 
 import jaxback as jb
 
+import _checks
 import data as datasets
 from presets import ALIASES, FLAGS, PRESETS, resolve
 
-__all__ = ["parser", "parse", "config_of", "OPTIMIZERS", "SCHEDULES"]
+__all__ = ["parser", "parse", "config_of", "config_changes", "OPTIMIZERS", "SCHEDULES"]
 
 MODES = jb.MODES
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
@@ -34,10 +35,11 @@ def parser(doc: str = "") -> argparse.ArgumentParser:
                            "transformer is lm's old name. Default: mlp.")
     what.add_argument("--size", choices=("small", "tiny"), default="small",
                       help="model width: small for results, tiny for quick checks and tests. Default: small.")
-    what.add_argument("--data", choices=sorted(datasets.DATASETS), default=None,
+    what.add_argument("--data", metavar="{" + ",".join(sorted(datasets.DATASETS)) + "} or FILE.npz", default=None,
                       help="digits: scikit-learn's 8x8 digits, stratified 75/25 split; stdlib: bytes of the "
-                           "Python standard library's source; copy: the copy task (experiments/data.py). "
-                           + _preset_help("data"))
+                           "Python standard library's source; copy: the copy task (experiments/data.py); "
+                           "FILE.npz: your own classification data for mlp and cnn, arrays x, y and optionally "
+                           "x_test, y_test (experiments/_npz.py). " + _preset_help("data"))
     what.add_argument("--context", metavar="T", type=int, default=64,
                       help="stdlib only: bytes of context per training window. Default: 64.")
     what.add_argument("--mode", choices=MODES, default="explicit",
@@ -77,6 +79,10 @@ def parser(doc: str = "") -> argparse.ArgumentParser:
     ck.add_argument("--resume", action="store_true",
                     help="continue from the newest good checkpoint in --ckpt-dir (start afresh if there "
                          "is none). Without it, a --ckpt-dir that holds checkpoints is an error.")
+    ck.add_argument("--allow-config-change", action="store_true",
+                    help="with --resume: continue although the flags that fix the run (--lr, --steps, "
+                         "--optimizer, --size...) differ from the checkpoint's; the changes are printed "
+                         "and logged. Without it such a resume is refused, naming each change.")
     ck.add_argument("--stop-after", metavar="K", type=int, default=None,
                     help="train at most K steps in this invocation, save, and exit (for time-limited "
                          "jobs; continue with --resume). Default: run to --steps.")
@@ -87,7 +93,15 @@ def parser(doc: str = "") -> argparse.ArgumentParser:
                           "XLA_FLAGS=--xla_force_host_platform_device_count=N. Default: 1.")
     dev.add_argument("--distributed", action="store_true",
                      help="call jax.distributed.initialize() first (one process per host; each loads "
-                          "its own slice of every batch). Default: off.")
+                          "its own slice of every batch; CPU processes use gloo collectives). Default: off.")
+    dev.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                     help="with --distributed: the address of process 0, which all processes connect to. "
+                          "Default: detected from the cluster environment (SLURM, TPU pods...).")
+    dev.add_argument("--num-processes", metavar="N", type=int, default=None,
+                     help="with --distributed: how many processes take part. Default: detected.")
+    dev.add_argument("--process-id", metavar="I", type=int, default=None,
+                     help="with --distributed: this process's index, 0 .. N-1 (0 writes the log and "
+                          "plots). Default: detected.")
     out = p.add_argument_group("output")
     out.add_argument("--log", metavar="FILE", default=None, help="write JSON lines here (see above). Default: none.")
     out.add_argument("--log-every", metavar="K", type=int, default=50,
@@ -114,18 +128,44 @@ def parse(argv=None, doc: str = "") -> argparse.Namespace:
             setattr(args, flag, preset[flag])
     if args.warmup is None:
         args.warmup = max(1, args.steps // 20)
-    for flag in ("steps", "batch_size", "ckpt_every", "keep", "log_every", "eval_every", "devices"):
+    elif (problem := _checks.warmup(args)) is not None:
+        p.error(problem)
+    for flag in ("steps", "batch_size", "ckpt_every", "keep", "log_every", "eval_every", "devices", "context"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be at least 1; got {getattr(args, flag)}.")
-    if args.batch_size % args.devices:
-        p.error(f"--batch-size {args.batch_size} must be a multiple of --devices {args.devices} "
-                f"(each device takes an equal slice).")
+    if args.stop_after is not None and args.stop_after < 1:
+        p.error(f"--stop-after must be at least 1; got {args.stop_after}.")
     if args.compare_modes and (args.ckpt_dir or args.resume):
         p.error("--compare-modes trains three runs side by side and takes no checkpoints; drop --ckpt-dir/--resume.")
     if args.resume and not args.ckpt_dir:
         p.error("--resume needs --ckpt-dir.")
-    if args.data != preset["data"]:
+    if not args.distributed and any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
+        p.error("--coordinator, --num-processes and --process-id need --distributed.")
+    for problem in (_checks.hyperparameters(args),
+                    _checks.output_path("--ckpt-dir", args.ckpt_dir, directory=True),
+                    _checks.output_path("--plots", args.plots, directory=True),
+                    _checks.output_path("--log", args.log, directory=False)):
+        if problem:
+            p.error(problem)
+    own = args.data.endswith(".npz")
+    if own and preset["data"] != "digits":
+        p.error(f"--data FILE.npz is for --model mlp or cnn; --model {args.model} trains on {preset['data']}.")
+    if args.data not in datasets.DATASETS and not own:
+        p.error(f"--data must be one of {', '.join(sorted(datasets.DATASETS))} or a FILE.npz; got {args.data!r}.")
+    if args.data != preset["data"] and not own:
         p.error(f"--model {args.model} trains on --data {preset['data']}; got --data {args.data}.")
+    if (problem := _checks.devices(args)) is not None:  # the count first: --batch-size's check needs it
+        p.error(problem)
+    if args.batch_size % args.devices:
+        p.error(f"--batch-size {args.batch_size} must be a multiple of --devices {args.devices} "
+                f"(each device takes an equal slice).")
+    try:  # cached: the run reuses it
+        dataset = datasets.load(args.data, seed=args.seed, context=args.context, **preset["data_options"])
+    except ValueError as e:
+        p.error(str(e))
+    if args.batch_size > dataset.info.get("train", args.batch_size):
+        p.error(f"--batch-size {args.batch_size} is larger than the {args.data} training set "
+                f"({dataset.info['train']} examples).")
     return args
 
 
@@ -134,3 +174,9 @@ def config_of(args) -> dict:
     keys = ("model", "size", "data", "context", "mode", "optimizer", "lr", "weight_decay", "schedule", "warmup",
             "batch_size", "steps", "seed")
     return {k: getattr(args, k) for k in keys}
+
+
+def config_changes(saved: dict, args) -> list:
+    """``["--lr 0.1 -> 0.05", ...]``: the flags of ``config_of`` that differ from a checkpoint's."""
+    now = config_of(args)
+    return [f"--{k.replace('_', '-')} {saved[k]} -> {now[k]}" for k in now if k in saved and saved[k] != now[k]]

@@ -1,6 +1,7 @@
 """The pictures of ``experiments/train.py --plots DIR`` (matplotlib PNGs), drawn from its log records.
 
-* ``training``: the training loss per logged step and the evaluation's headline metric: test
+* ``training``: the loss per logged step (each batch's as a faint dot, their exponential moving
+  average as a line) beside the evaluation loss, and the evaluation's headline metric: test
   accuracy (digits), validation perplexity per byte (stdlib, with the unigram and bigram baselines
   as lines) or the share of rows copied right (copy), one curve per mode.
 * ``grad_agreement``: along the explicit run, the relative gradient difference of explicit and of
@@ -9,7 +10,8 @@
 * ``backward_flow``: for one batch, the L2 norm of dL/dX at each layer's input and of each layer's
   dL/dW, layer by layer from the loss (left) back to the input (right), at the run's first and last
   step: ``backprop(..., record=True)``'s stored quantities. A line falling to the right is a
-  vanishing gradient, one rising an exploding one. Layers without weights have no dL/dW point.
+  vanishing gradient, one rising an exploding one. The dL/dW panel lists only the layers that
+  have weights (its own axis: no line is drawn through a relu or a pooling layer).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["training", "grad_agreement", "backward_flow"]
+__all__ = ["training", "grad_agreement", "backward_flow", "smooth"]
 
 
 def _save(fig, path: str, what: str) -> None:
@@ -45,12 +47,16 @@ def training(path: str, args, modes, records, info, metric: str) -> None:
     for m in modes:
         train = [r for r in records if r["event"] == "train" and r.get("mode") == m]
         evals = [r for r in records if r["event"] == "eval" and r.get("mode") == m]
-        left.plot([r["step"] for r in train], [r["loss"] for r in train], styles[m], label=m)
+        steps, losses = [r["step"] for r in train], [r["loss"] for r in train]
+        raw = left.plot(steps, losses, ".", markersize=3, alpha=0.35, label=f"{m}: per-batch loss")[0]
+        left.plot(steps, smooth(losses), styles[m], color=raw.get_color(), label=f"{m}: smoothed (EMA 0.9)")
+        left.plot([r["step"] for r in evals], [r["loss"] for r in evals], styles[m], marker="o", color="black",
+                  label=f"{m}: evaluation loss")
         scale = 1 if metric == "perplexity" else 100
         final = evals[-1][metric] * scale if evals else float("nan")
         right.plot([r["step"] for r in evals], [r[metric] * scale for r in evals], styles[m], marker="o",
                    label=f"{m} (final {final:.2f}{'' if metric == 'perplexity' else '%'})")
-    left.set(xlabel="step", ylabel="training loss (cross-entropy)", yscale="log", title="training loss")
+    left.set(xlabel="step", ylabel="loss (cross-entropy)", yscale="log", title="training and evaluation loss")
     if metric == "perplexity":
         for name, style in (("unigram", "-."), ("bigram", (0, (1, 3)))):
             right.axhline(info[f"{name}_perplexity"], color="grey", linestyle=style,
@@ -64,6 +70,17 @@ def training(path: str, args, modes, records, info, metric: str) -> None:
     right.legend(loc="center right" if metric == "perplexity" else "lower right")
     fig.suptitle(_title(args))
     _save(fig, path, "training curves")
+    return fig
+
+
+def smooth(values, weight: float = 0.9) -> list:
+    """The exponential moving average of ``values``, bias-corrected (TensorBoard's smoothing): the
+    first points are not pulled towards 0."""
+    out, average = [], 0.0
+    for i, v in enumerate(values, 1):
+        average = weight * average + (1 - weight) * v
+        out.append(average / (1 - weight ** i))
+    return out
 
 
 def grad_agreement(path: str, args, records) -> None:
@@ -78,6 +95,7 @@ def grad_agreement(path: str, args, records) -> None:
            title=f"gradient agreement along the explicit run\n{_title(args)}")
     ax.legend()
     _save(fig, path, "gradient agreement")
+    return fig
 
 
 def _short(path: str) -> str:
@@ -88,19 +106,20 @@ def _short(path: str) -> str:
 
 def backward_flow(path: str, args, flows) -> None:
     """|dL/dX| (top) and |dL/dW| (bottom) per layer, from the loss back to the input."""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(8, 0.55 * len(flows[0]["norms"]) + 3), 7.5), sharex=True)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(8, 0.55 * len(flows[0]["norms"]) + 3), 7.5))
+    layers = list(flows[0]["norms"])[::-1]                       # loss first, input last
+    weighted = [p for p in layers if all(f["norms"][p][1] == f["norms"][p][1] for f in flows)]  # NaN: no weights
     for flow, style in zip(flows, ("-o", "--s")):
-        layers = list(flow["norms"])[::-1]                       # loss first, input last
-        xs = range(len(layers))
         label = f"step {flow['step']}"
-        top.plot(xs, [flow["norms"][p][0] for p in layers], style, label=label)
-        weighted = [(x, flow["norms"][p][1]) for x, p in zip(xs, layers) if flow["norms"][p][1] == flow["norms"][p][1]]
-        bottom.plot([x for x, _ in weighted], [w for _, w in weighted], style, label=label)
+        top.plot(range(len(layers)), [flow["norms"][p][0] for p in layers], style, label=label)
+        bottom.plot(range(len(weighted)), [flow["norms"][p][1] for p in weighted], style, label=label)
     top.set(ylabel="|dL/dX| at the layer's input", yscale="log",
             title=f"backward flow of one batch, loss (left) to input (right)\n{_title(args)}")
-    bottom.set(ylabel="|dL/dW| of the layer's weights", yscale="log", xlabel="layer (model path)")
-    bottom.set_xticks(list(xs), [_short(p) for p in layers], rotation=60, ha="right", fontsize=8)
+    bottom.set(ylabel="|dL/dW| of the layer's weights", yscale="log", xlabel="layers with weights (model path)")
+    top.set_xticks(range(len(layers)), [_short(p) for p in layers], rotation=60, ha="right", fontsize=8)
+    bottom.set_xticks(range(len(weighted)), [_short(p) for p in weighted], rotation=60, ha="right", fontsize=8)
     for ax in (top, bottom):
         ax.grid(True, which="major", alpha=0.3)
         ax.legend()
     _save(fig, path, "backward flow")
+    return fig

@@ -18,6 +18,7 @@ import optax
 
 import jaxback as jb
 
+import _checks
 import data as datasets
 from models import NETWORKS, Network
 from presets import PRESETS
@@ -97,9 +98,8 @@ class Setup(NamedTuple):
 def mesh_for(n: int):
     """A 1-axis ``data`` mesh of the first ``n`` devices."""
     devices = jax.devices()
-    if n > len(devices):
-        raise SystemExit(f"--devices {n}: only {len(devices)} device(s) visible ({devices[0].platform}). On CPU, "
-                         f"set XLA_FLAGS=--xla_force_host_platform_device_count={n} before starting Python.")
+    if (problem := _checks.devices(argparse.Namespace(devices=n))) is not None:
+        raise SystemExit(problem)
     return jax.sharding.Mesh(np.array(devices[:n]), ("data",))
 
 

@@ -29,6 +29,7 @@ checkpoint stores is one integer, the number of batches drawn so far:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sysconfig
@@ -180,15 +181,20 @@ def load_copy(seed: int, k: int = 6, symbols: int = 8, test_rows: int = 2000) ->
     return Dataset(batch, test, test[0][:2], info, ("sequence_accuracy", "accuracy"))
 
 
+@functools.lru_cache(maxsize=8)  # train.py's start-up checks load it, the run reuses it
 def load(name: str, *, seed: int, context: int = 64, **options) -> Dataset:
-    """The data set ``name`` (``DATASETS``); ``options``: a preset's (``images=True``, ``k=...``)."""
+    """The data set ``name`` (``DATASETS``, or a path ending in ``.npz``: ``_npz.load_npz``);
+    ``options``: a preset's (``images=True``, ``k=...``)."""
     if name == "digits":
         return load_digits(seed, **options)
     if name == "stdlib":
         return load_stdlib(seed, context, **options)
     if name == "copy":
         return load_copy(seed, **options)
-    raise ValueError(f"--data must be one of {sorted(DATASETS)}; got {name!r}.")
+    if name.endswith(".npz"):  # your own classification data (experiments/_npz.py)
+        from _npz import load_npz
+        return load_npz(name, seed, images=options.get("images", False))
+    raise ValueError(f"--data must be one of {', '.join(sorted(DATASETS))} or a FILE.npz; got {name!r}.")
 
 
 DATASETS = {"digits": "scikit-learn's bundled 8x8 digits (classification)",

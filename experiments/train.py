@@ -49,20 +49,24 @@ The log (``--log FILE``, JSON lines; rewritten up to the restored step on ``--re
                                                    step, on the test / validation set; metrics:
                                                    accuracy, perplexity or sequence_accuracy
   {"event": "grad_agreement", "step", "explicit_vs_auto", "vjp_vs_auto"}  with --compare-modes
-  {"event": "resume", "step", "checkpoint"}        where a run continued from a checkpoint
+  {"event": "resume", "step", "checkpoint", "changed"}  where a run continued from a checkpoint
+                                                   (changed: the flags --allow-config-change let differ)
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
+import sys
 
 import jax
+import jax.numpy as jnp
 
 import jaxback as jb
 
 import _cli
+import _stop
+from _log import Log
 from _setup import Setup, global_batch, setup_for
 from _summary import summary, table
 
@@ -77,26 +81,6 @@ def parse(argv=None):
 
 
 # one run ---------------------------------------------------------------------------------------------
-class Log:
-    """The JSON-lines log (``--log``), also kept in memory (``records``) for the plots."""
-
-    def __init__(self, path, keep_until=None):
-        self.path, self.records = path, []
-        if path and keep_until is not None and os.path.exists(path):
-            with open(path) as f:
-                self.records = [r for r in map(json.loads, f) if r.get("step", 0) <= keep_until]
-        if path and jax.process_index() == 0:  # one writer on several hosts
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            with open(path, "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in self.records)
-
-    def write(self, **record):
-        self.records.append(record)
-        if self.path and jax.process_index() == 0:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-
-
 def evaluation(setup: Setup, ts, mode: str, step: int) -> dict:
     """The eval record: loss and the data set's metrics on the test / validation set
     (perplexity per byte is exp of the loss; accuracy per target; sequence_accuracy per row)."""
@@ -121,26 +105,54 @@ def train(args, mode: str, log: Log, ckpt=None, resumed=None) -> dict:
     flow_start = flow_norms(setup, ts, args) if args.plots else None
     bar = tqdm(range(first, last), initial=first, total=args.steps, desc=mode, disable=args.quiet,
                dynamic_ncols=True)
-    for i in bar:
-        batch = global_batch(setup, position, args.batch_size)
-        if args.compare_modes and mode == MODES[0] and _due(i + 1, args.log_every, args.steps):
-            e, v = setup.agreement(ts, batch)
-            log.write(event="grad_agreement", step=i + 1, explicit_vs_auto=float(e), vjp_vs_auto=float(v))
-        ts, loss = setup.step(ts, batch)
-        position += 1
-        step = i + 1
-        if _due(step, args.log_every, args.steps) or step == last:
-            log.write(event="train", mode=mode, step=step, loss=float(loss), lr=float(setup.lr(i)))
-            bar.set_postfix(loss=f"{float(loss):.4f}")
-        if _due(step, args.eval_every, args.steps):
-            log.write(**evaluation(setup, ts, mode, step))
-        if ckpt is not None and (step % args.ckpt_every == 0 or step == last):
-            ckpt.save(step, ts, setup.names, dict(data_position=position, config=_cli.config_of(args)))
+    recent = []
+    with _stop.requests() as stop:
+        for i in bar:
+            batch = global_batch(setup, position, args.batch_size)
+            if args.compare_modes and mode == MODES[0] and _due(i + 1, args.log_every, args.steps):
+                e, v = setup.agreement(ts, batch)
+                log.write(event="grad_agreement", step=i + 1, explicit_vs_auto=float(e), vjp_vs_auto=float(v))
+            recent, saved = (recent + [(ts, position)])[-2:], None  # for a non-finite loss: what to save
+            ts, loss = setup.step(ts, batch)
+            position += 1
+            step, stopping, value = i + 1, stop.signum is not None, float(loss)
+            if _due(step, args.log_every, args.steps) or step == last or stopping or not math.isfinite(value):
+                log.write(event="train", mode=mode, step=step, loss=value, lr=float(setup.lr(i)))
+                bar.set_postfix(loss=f"{value:.4f}")
+            if not math.isfinite(value):
+                bar.close()
+                raise _non_finite(ckpt, args, setup, recent, first, step, value)
+            if _due(step, args.eval_every, args.steps):
+                log.write(**evaluation(setup, ts, mode, step))
+            if ckpt is not None and (step % args.ckpt_every == 0 or step == last or stopping):
+                saved = _save(ckpt, args, setup, ts, position)
+            if stopping:
+                bar.close()
+                raise _stop.Interrupted(stop.signum, step, saved)
     bar.close()
     if first == last and first == args.steps:  # resumed a finished run: say where it stands
         log.write(**evaluation(setup, ts, mode, first))
     flows = (flow_start, flow_norms(setup, ts, args)) if args.plots else None
     return dict(state=ts, flows=flows, setup=setup)
+
+
+def _save(ckpt, args, setup: Setup, ts, position: int) -> str:
+    """Checkpoint ``ts`` (at data position ``position``); returns its path."""
+    ckpt.save(int(ts.step), ts, setup.names, dict(data_position=position, config=_cli.config_of(args)))
+    return ckpt.path(int(ts.step))
+
+
+def _non_finite(ckpt, args, setup: Setup, recent, first: int, step: int, value: float) -> _stop.NonFiniteLoss:
+    """The error to raise when the loss of ``step`` is ``value`` (not finite), after saving the newest
+    of the ``recent`` (state, data position) pairs whose parameters are all finite: the update that
+    gave the last finite loss may itself have overflowed."""
+    finite = lambda tree: all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(tree))
+    good = next(((ts, position) for ts, position in reversed(recent) if finite(ts.params)), None)
+    at = None if good is None else int(good[0].step)
+    saved = None
+    if ckpt is not None and at:  # on disk already: the restored step and the --ckpt-every ones
+        saved = ckpt.path(at) if at == first or at % args.ckpt_every == 0 else _save(ckpt, args, setup, *good)
+    return _stop.NonFiniteLoss(step, at, saved, value, float(setup.lr(step - 1)))
 
 
 def _due(step: int, every: int, total: int) -> bool:
@@ -158,8 +170,6 @@ def flow_norms(setup: Setup, ts, args) -> dict:
 def main(argv=None) -> dict:
     """Run the command line; returns ``{mode: result}`` (used by the tests)."""
     args = parse(argv)
-    if args.distributed:
-        jax.distributed.initialize()
     modes = MODES if args.compare_modes else (args.mode,)
     ckpt, resumed = None, None
     if args.ckpt_dir:
@@ -172,18 +182,30 @@ def main(argv=None) -> dict:
             setup = setup_for(args, args.mode)
             resumed = ckpt.restore_latest(setup.start, setup.names)
     at = int(resumed[0].step) if resumed else None
+    changed = _cli.config_changes(resumed[1].get("config", {}), args) if resumed else []
+    if changed and not args.allow_config_change:
+        ckpt.close()
+        raise SystemExit(f"checkpoint {ckpt.path(at)} was written with other flags: {', '.join(changed)}. "
+                         f"Resume with its flags, or pass --allow-config-change to continue with the new ones.")
     log = Log(args.log, keep_until=at)
     if resumed is None:
         log.write(event="start", config=_cli.config_of(args), devices=args.devices,
                   data=setup_for(args, modes[0]).dataset.info)
     else:
-        log.write(event="resume", step=at, checkpoint=ckpt.path(at))
-        print(f"resumed from {ckpt.path(at)}")
+        log.write(event="resume", step=at, checkpoint=ckpt.path(at), changed=changed)
+        print(f"resumed from {ckpt.path(at)}" + (" with changed flags: " + ", ".join(changed) if changed else ""))
     try:
         results = {m: train(args, m, log, ckpt, resumed) for m in modes}
+    except _stop.Stopped as stop:  # the checkpoint is written (close waits for it): say so, exit
+        stopped = stop
+    else:
+        stopped = None
     finally:
         if ckpt is not None:
             ckpt.close()
+    if stopped is not None:
+        print(stopped.report(sys.argv[1:] if argv is None else argv), file=sys.stderr)
+        raise SystemExit(stopped.code)
     summarise(args, modes, log, results)
     return dict(results=results, records=log.records)
 
