@@ -100,3 +100,27 @@ def test_group_norm(num_groups):
     _agree(lambda s, b, x: jb.group_norm(jb.GroupNormParams(s, b), x, num_groups=num_groups),
            lambda s, b, x: _nhwc(F.group_norm(_nchw(x), num_groups, s, b, eps=1e-5)),
            1 + 0.5 * _normal(6, seed=1), _normal(6, seed=2), _normal(2, 3, 4, 6))
+
+
+def _torch_gru(w_x, w_h, b_x, b_h, xs, h0):
+    """float64 nn.GRU run with jaxback's GRUParams as its parameters (transposed weights), through
+    ``functional_call`` so that autograd reaches the given tensors."""
+    gru = torch.nn.GRU(w_x.shape[0], w_h.shape[0]).double()
+    weights = {"weight_ih_l0": w_x.T, "weight_hh_l0": w_h.T, "bias_ih_l0": b_x, "bias_hh_l0": b_h}
+    return torch.func.functional_call(gru, weights, (xs, h0[None]))
+
+
+@pytest.mark.parametrize("t", [1, 5])
+def test_gru(t):
+    """hs and h_T stacked as one (T + 1, N, H) output, so the cotangent reaches both."""
+    n, d, h = 2, 3, 4
+
+    def mine(w_x, w_h, b_x, b_h, xs, h0):
+        hs, h_T = jb.gru(jb.GRUParams(w_x, w_h, b_x, b_h), xs, h0)
+        return jnp.concatenate([hs, h_T[None]])
+
+    def theirs(w_x, w_h, b_x, b_h, xs, h0):
+        return torch.cat(_torch_gru(w_x, w_h, b_x, b_h, xs, h0))
+
+    _agree(mine, theirs, _normal(d, 3 * h, seed=1), _normal(h, 3 * h, seed=2), _normal(3 * h, seed=3),
+           _normal(3 * h, seed=4), _normal(t, n, d), _normal(n, h, seed=5))
