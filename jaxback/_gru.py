@@ -65,6 +65,9 @@ Residuals (``res``): params, xs, state (the inputs, held anyway) and hs (the out
 allocates nothing for the backward. The gates are recomputed (one extra (T*N, D)(D, 3H) and one
 (T*N, H)(H, 3H) matmul), not saved: autodiff of the scan saves r, z, n, u_n, h_{t-1}, ... per step.
 
+NOTE (layout): ``batch_first=True`` (PyTorch's and flax's flag) takes xs (N, T, D) and gives hs
+(N, T, H); they are swapped to time-major around the scans (the forward saves hs time-major), so the
+rule above is unchanged; the swaps are copies XLA may fold into the neighbouring matmuls.
 NOTE (dtype): all inputs are promoted to their common float dtype (a float32 state with bfloat16
 params runs in float32); each cotangent is cast back to its primal's dtype.
 NOTE (stability): sigmoid is ``lax.logistic`` (no overflow); h_t is a convex mix of n in [-1, 1] and
@@ -84,7 +87,7 @@ from jax import lax
 
 from ._init import lecun_normal
 from ._layer import make_layer
-from ._recurrent import promote, sigmoid_slope, states_before, tanh_slope
+from ._recurrent import promote, sigmoid_slope, states_before, swap_time_batch, tanh_slope, time_major
 from ._sharding import cotangent_sharding
 from ._validate import describe, require_float, require_rank
 
@@ -133,7 +136,6 @@ def _check(params, xs, state) -> None:
     arrays = {"xs": xs, **{f"params.{k}": v for k, v in params._asdict().items()}, "state": state}
     for arg, value in arrays.items():
         require_float(NAME, arg, value)
-    require_rank(NAME, "xs", xs, 3, hint="Expected time-major (T, N, D).")
     require_rank(NAME, "params.w_x", params.w_x, 2, hint="Expected (D, 3H).")
     d, n, three_h = xs.shape[-1], xs.shape[1], params.w_x.shape[1]
     if params.w_x.shape[0] != d:
@@ -173,14 +175,16 @@ def _run(params, xs, state):
     return hs, h
 
 
-def gru_auto(params: GRUParams, xs: jax.Array, state: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(hs, final_state)``: xs (T, N, D), state h_0 (N, H) -> hs (T, N, H), h_T (N, H)."""
-    return _run(params, xs, state)
+def gru_auto(params: GRUParams, xs: jax.Array, state: jax.Array, batch_first: bool = False) -> tuple[jax.Array, jax.Array]:
+    """``(hs, final_state)``: xs (T, N, D), state h_0 (N, H) -> hs (T, N, H), h_T (N, H);
+    with ``batch_first=True`` xs is (N, T, D) and hs (N, T, H)."""
+    hs, h = _run(params, time_major(NAME, xs, batch_first), state)
+    return swap_time_batch(hs, batch_first), h
 
 
-def gru_fwd(params: GRUParams, xs, state):
-    hs, h = _run(params, xs, state)
-    return (hs, h), (params, xs, state, hs)
+def gru_fwd(params: GRUParams, xs, state, batch_first: bool = False):
+    hs, h = _run(params, time_major(NAME, xs, batch_first), state)
+    return (swap_time_batch(hs, batch_first), h), (params, xs, state, hs)  # hs saved time-major
 
 
 def _step_vjp(w_h, dh_next, step):
@@ -212,8 +216,12 @@ def _bptt(res, y_bar, step_vjp=_step_vjp):
     return params_bar, xs_bar.astype(xs.dtype), h0_bar.astype(state.dtype)
 
 
-def gru_bwd(res, y_bar):
-    return _bptt(res, y_bar)
+def gru_bwd(res, y_bar, batch_first: bool = False):
+    params, xs, state, hs = res
+    hs_bar, h_bar = y_bar
+    swap = functools.partial(swap_time_batch, batch_first=batch_first)  # NOTE (layout)
+    params_bar, xs_bar, h0_bar = _bptt((params, swap(xs), state, hs), (swap(hs_bar), h_bar))
+    return params_bar, swap(xs_bar), h0_bar
 
 
 gru = make_layer(gru_auto, gru_fwd, gru_bwd, name=NAME, init=gru_init, roles=("params", "x", "x"), infer=gru_infer)

@@ -134,3 +134,18 @@ def test_in_a_model_sized_infers_the_input_size():
     assert params[0].w_x.shape == (3, 15) and params[0].w_h.shape == (5, 15)
     hs, h_T = model(params, (xs, state))
     assert hs.shape == (4, 2, 5) and h_T.shape == (2, 5)
+
+
+def test_batch_first_is_the_time_major_layer_transposed():
+    """Forward and a random-cotangent VJP, hand and autodiff, under jit: (N, T, .) in and out."""
+    params, xs, state = _args((5, 2, 3))
+    swap = lambda a: jnp.swapaxes(a, 0, 1)
+    hs_bar, h_bar = random_cotangent(gru.auto(params, xs, state), seed=4)
+    ref_y, ref_vjp = jax.vjp(gru, params, xs, state)
+    ref_bars = ref_vjp((hs_bar, h_bar))
+    for fn in (gru, gru.auto):
+        bf = jax.jit(functools.partial(fn, batch_first=True))
+        y, vjp = jax.vjp(bf, params, swap(xs), state)
+        _assert_trees_close(y, (swap(ref_y[0]), ref_y[1]))
+        p_bar, xs_bar, s_bar = vjp((swap(hs_bar), h_bar))
+        _assert_trees_close((p_bar, swap(xs_bar), s_bar), ref_bars)
