@@ -12,6 +12,7 @@ import numpy as np
 
 from .._gru import GRUParams, _bptt, gru, gru_bwd
 from .._recurrent import sigmoid_slope, tanh_slope
+from ._recurrent_cases import batch_first_cases
 from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
 from .strategies import values
 
@@ -100,21 +101,6 @@ def _carry_check(y, cotangents):
         np.testing.assert_array_equal(leaf, 0)
 
 
-def _batch_first_args(dtype):
-    params, xs, state = _args((4, 2, 3), dtype)
-    return params, jnp.swapaxes(xs, 0, 1), state
-
-
-def _batch_first_check(y, cotangents):
-    """The time-major results, swapped: (hs, xs_bar) are (N, T, .), everything else the same."""
-    params, xs, state = _args((4, 2, 3), y[0].dtype)
-    y_tm, vjp = jax.vjp(gru, params, xs, state)
-    bars_tm = vjp(jax.tree_util.tree_map(jnp.ones_like, y_tm))
-    swapped = ((jnp.swapaxes(y_tm[0], 0, 1), y_tm[1]), (bars_tm[0], jnp.swapaxes(bars_tm[1], 0, 1), bars_tm[2]))
-    for mine, ref in zip(jax.tree_util.tree_leaves((y, cotangents)), jax.tree_util.tree_leaves(swapped), strict=True):
-        np.testing.assert_allclose(mine, ref, rtol=_rtol(mine.dtype), atol=_rtol(mine.dtype))
-
-
 def _saturated_args(dtype):
     params, _, state = _args((4, 2, 3), dtype)
     xs = jnp.asarray(np.random.default_rng(1).choice([1e4, -1e4], (4, 2, 3)), dtype)
@@ -127,6 +113,9 @@ def _saturated_check(y, cotangents):
     assert jnp.all(jnp.abs(y[0]) <= 1)  # |h_0| < 1 here (tanh of normals)
 
 
+BATCH_FIRST, BATCH_FIRST_ERRORS = batch_first_cases(gru, lambda dtype: _args((4, 2, 3), dtype),
+                                                   lambda: _replace(1, lambda xs: xs[0]))
+
 EDGE_CASES = (
     EdgeCase("one step (T = 1) from the zero state", _zero_state_args,
              "hs[0] = final_state = (1 - z) * n with u = b_h (PyTorch's formula written out)",
@@ -137,9 +126,7 @@ EDGE_CASES = (
     EdgeCase("update gate saturated open (z = 1)", _carry_args,
              "the state is carried unchanged (h_T = h_0 exactly) and its gradient does not vanish:"
              " dL/dh_0 = h_T_bar + sum_t hs_bar_t; weight and input cotangents are exactly 0", _carry_check),
-    EdgeCase("batch_first=True: xs (N, T, D)", _batch_first_args,
-             "hs (N, T, H) and xs_bar (N, T, D) are the time-major ones swapped; h_T and the other "
-             "cotangents unchanged", _batch_first_check, hyper={"batch_first": True}),
+    BATCH_FIRST,
     EdgeCase("inputs of +-1e4 (every gate saturated)", _saturated_args,
              "finite outputs in [-1, 1] and finite cotangents (slopes are exactly 0, not NaN)",
              _saturated_check),
@@ -176,10 +163,7 @@ ERROR_CASES = (
     ErrorCase("state as a tuple (an LSTM's (h, c))", lambda: _replace(2, lambda s: (s, s)), TypeError,
               r"gru: state must be one array h_0 of shape \(N, H\)"),
     ErrorCase("params as a plain tuple", lambda: _replace(0, tuple), TypeError, r"gru: params must be a GRUParams"),
-    ErrorCase("batch_first=True with xs of rank 2", lambda: _replace(1, lambda xs: xs[0]), ValueError,
-              r"gru: xs must have exactly 3 dimension\(s\).*batch-first \(N, T, D\)", hyper={"batch_first": True}),
-    ErrorCase("batch_first not a bool", _args, TypeError, r"gru: batch_first must be True or False",
-              hyper={"batch_first": 1}),
+    *BATCH_FIRST_ERRORS,
     ErrorCase("unknown keyword", _args, TypeError, r"gru: unknown keyword argument\(s\) 'reverse'; gru accepts batch_first",
               hyper={"reverse": True}),
 )
