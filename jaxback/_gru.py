@@ -67,7 +67,7 @@ allocates nothing for the backward. The gates are recomputed (one extra (T*N, D)
 
 NOTE (layout): ``batch_first=True`` (PyTorch's and flax's flag) takes xs (N, T, D) and gives hs
 (N, T, H); they are swapped to time-major around the scans (the forward saves hs time-major), so the
-rule above is unchanged; the swaps are copies XLA may fold into the neighbouring matmuls.
+rule above is unchanged; the cost is the swaps, copies of xs, hs and their cotangents.
 NOTE (dtype): all inputs are promoted to their common float dtype (a float32 state with bfloat16
 params runs in float32); each cotangent is cast back to its primal's dtype.
 NOTE (stability): sigmoid is ``lax.logistic`` (no overflow); h_t is a convex mix of n in [-1, 1] and
