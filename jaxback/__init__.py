@@ -19,6 +19,7 @@ from ._group_norm import GroupNormParams, group_norm
 from ._linear import LinearParams, linear
 from ._norm import LayerNormParams, RMSNormParams, layer_norm, rms_norm
 from ._lstm import LSTMParams, LSTMState, lstm, lstm_state
+from ._gru import GRUParams, gru, gru_state
 from ._losses import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
 from ._positions import PositionParams, position_embedding
 from ._pooling import avg_pool2d, flatten, max_pool2d
@@ -93,6 +94,9 @@ __all__ = [
     "LSTMParams",
     "LSTMState",
     "lstm_state",
+    "gru",
+    "GRUParams",
+    "gru_state",
 ]
 
 

@@ -68,6 +68,8 @@ saved ((T, N, 4H), 4x cs): the backward recomputes z = xw + h_prev @ w_h with th
 one extra (N, H)(H, 4H) matmul per step plus one (T*N, D)(D, 4H) matmul.
 
 NOTE (cost): xw = xs @ w_x + b is one big matmul before the scan; ``auto`` runs the same forward.
+NOTE (layout): ``batch_first=True`` (PyTorch's and flax's flag) takes xs (N, T, D) and gives hs
+(N, T, H); they are swapped to time-major around the scans (the forward saves hs, cs time-major).
 NOTE (dtype): all inputs are promoted to their common float dtype (a float32 state with bfloat16
 params runs in float32); each cotangent is cast back to its primal's dtype.
 NOTE (stability): sigmoid is ``lax.logistic`` (no overflow); |g|, |o|, |tc| <= 1 and 0 <= f <= 1, so
@@ -87,6 +89,8 @@ from jax import lax
 
 from ._init import lecun_normal
 from ._layer import make_layer
+from ._recurrent import promote as _promote, sigmoid_slope as _sigmoid_slope, states_before as _before
+from ._recurrent import swap_time_batch, tanh_slope as _tanh_slope, time_major
 from ._sharding import cotangent_sharding
 from ._validate import describe, require_float, require_rank
 
@@ -147,7 +151,6 @@ def _check(params, xs, state) -> None:
               "state.h": state.h, "state.c": state.c}
     for arg, value in arrays.items():
         require_float(NAME, arg, value)
-    require_rank(NAME, "xs", xs, 3, hint="Expected time-major (T, N, D).")
     require_rank(NAME, "params.w_x", params.w_x, 2, hint="Expected (D, 4H).")
     d, n, four_h = xs.shape[-1], xs.shape[1], params.w_x.shape[1]
     if params.w_x.shape[0] != d:
@@ -163,25 +166,10 @@ def _check(params, xs, state) -> None:
                              f"got {arg} {describe(arrays[arg])}.")
 
 
-def _promote(params, xs, state):
-    """Everything in the inputs' common float dtype (the scan carry needs one dtype)."""
-    dtype = jnp.result_type(xs, *params, *state)
-    cast = lambda tree: jax.tree_util.tree_map(lambda a: a.astype(dtype), tree)
-    return cast(params), xs.astype(dtype), cast(state)
-
-
 def _gates(z):
     """``(i, f, g, o)`` from ``z = [z_i | z_f | z_g | z_o]``: (N, 4H) -> four (N, H)."""
     z_i, z_f, z_g, z_o = jnp.split(z, 4, axis=-1)
     return lax.logistic(z_i), lax.logistic(z_f), jnp.tanh(z_g), lax.logistic(z_o)
-
-
-def _sigmoid_slope(s):
-    return s * (1 - s)  # s = sigmoid(z), the saved output
-
-
-def _tanh_slope(t):
-    return (1 - t) * (1 + t)  # not 1 - t*t: exact for saturated t (see _activations.py)
 
 
 def _cell(w_h, carry, xw_t):
@@ -207,15 +195,17 @@ def _run(params, xs, state):
     return hs, cs, LSTMState(h, c)
 
 
-def lstm_auto(params: LSTMParams, xs: jax.Array, state: LSTMState) -> tuple[jax.Array, LSTMState]:
-    """``(hs, final_state)``: xs (T, N, D), state (N, H) x 2 -> hs (T, N, H), LSTMState (N, H) x 2."""
-    hs, _, final = _run(params, xs, state)
-    return hs, final
+def lstm_auto(params: LSTMParams, xs: jax.Array, state: LSTMState, batch_first: bool = False
+              ) -> tuple[jax.Array, LSTMState]:
+    """``(hs, final_state)``: xs (T, N, D), state (N, H) x 2 -> hs (T, N, H), LSTMState (N, H) x 2;
+    with ``batch_first=True`` xs is (N, T, D) and hs (N, T, H)."""
+    hs, _, final = _run(params, time_major(NAME, xs, batch_first), state)
+    return swap_time_batch(hs, batch_first), final
 
 
-def lstm_fwd(params: LSTMParams, xs, state: LSTMState):
-    hs, cs, final = _run(params, xs, state)
-    return (hs, final), (params, xs, state, hs, cs)
+def lstm_fwd(params: LSTMParams, xs, state: LSTMState, batch_first: bool = False):
+    hs, cs, final = _run(params, time_major(NAME, xs, batch_first), state)
+    return (swap_time_batch(hs, batch_first), final), (params, xs, state, hs, cs)  # hs, cs time-major
 
 
 def _cell_vjp(w_h, carry, step):
@@ -229,11 +219,6 @@ def _cell_vjp(w_h, carry, step):
     dz = jnp.concatenate([dc * g * _sigmoid_slope(i), dc * c_prev * _sigmoid_slope(f),
                           dc * i * _tanh_slope(g), dh * tc * _sigmoid_slope(o)], axis=-1)
     return (dz @ w_h.T, dc * f), dz
-
-
-def _before(first, rest):
-    """``[first, rest[0], .., rest[T-2]]``: the states entering each step, (T, N, H)."""
-    return jnp.concatenate([first[None], rest])[:-1]
 
 
 @functools.partial(jax.jit, static_argnames="cell_vjp")
@@ -255,8 +240,12 @@ def _bptt(res, y_bar, cell_vjp=_cell_vjp):
     return params_bar, xs_bar.astype(xs.dtype), state_bar
 
 
-def lstm_bwd(res, y_bar):
-    return _bptt(res, y_bar)
+def lstm_bwd(res, y_bar, batch_first: bool = False):
+    params, xs, state, hs, cs = res
+    hs_bar, final_bar = y_bar
+    swap = functools.partial(swap_time_batch, batch_first=batch_first)  # NOTE (layout)
+    params_bar, xs_bar, state_bar = _bptt((params, swap(xs), state, hs, cs), (swap(hs_bar), final_bar))
+    return params_bar, swap(xs_bar), state_bar
 
 
 lstm = make_layer(lstm_auto, lstm_fwd, lstm_bwd, name=NAME, init=lstm_init, roles=("params", "x", "x"),

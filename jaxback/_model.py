@@ -270,7 +270,7 @@ def _keywords_of(layer: Layer) -> frozenset:
 
 def _arg_names(layer):
     try:
-        return list(inspect.signature(layer.auto).parameters)[int(layer.takes_params):]
+        return list(inspect.signature(layer.auto).parameters)[int(layer.takes_params):len(layer.roles)]  # not hyperparameters
     except (TypeError, ValueError):
         return []
 

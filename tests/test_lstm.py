@@ -157,3 +157,17 @@ def test_init_shapes_forget_bias_and_zero_state():
     state = lstm_state(5, 32, jnp.float64)
     assert state.h.shape == state.c.shape == (5, 32) and state.c.dtype == jnp.float64
     assert not jnp.any(state.h) and not jnp.any(state.c)
+
+
+def test_batch_first_is_the_time_major_layer_transposed():
+    """Forward and a random-cotangent VJP, hand and autodiff, under jit: (N, T, .) in and out."""
+    params, xs, state = _args((5, 2, 3))
+    swap = lambda a: jnp.swapaxes(a, 0, 1)
+    hs_bar, final_bar = random_cotangent(lstm.auto(params, xs, state), seed=4)
+    ref_y, ref_vjp = jax.vjp(lstm, params, xs, state)
+    ref_bars = ref_vjp((hs_bar, final_bar))
+    for fn in (lstm, lstm.auto):
+        y, vjp = jax.vjp(jax.jit(functools.partial(fn, batch_first=True)), params, swap(xs), state)
+        _assert_trees_close(y, (swap(ref_y[0]), ref_y[1]))
+        p_bar, xs_bar, s_bar = vjp((swap(hs_bar), final_bar))
+        _assert_trees_close((p_bar, swap(xs_bar), s_bar), ref_bars)

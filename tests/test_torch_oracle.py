@@ -100,3 +100,53 @@ def test_group_norm(num_groups):
     _agree(lambda s, b, x: jb.group_norm(jb.GroupNormParams(s, b), x, num_groups=num_groups),
            lambda s, b, x: _nhwc(F.group_norm(_nchw(x), num_groups, s, b, eps=1e-5)),
            1 + 0.5 * _normal(6, seed=1), _normal(6, seed=2), _normal(2, 3, 4, 6))
+
+
+def _torch_gru(w_x, w_h, b_x, b_h, xs, h0, batch_first=False):
+    """float64 nn.GRU run with jaxback's GRUParams as its parameters (transposed weights), through
+    ``functional_call`` so that autograd reaches the given tensors."""
+    gru = torch.nn.GRU(w_x.shape[0], w_h.shape[0], batch_first=batch_first).double()
+    weights = {"weight_ih_l0": w_x.T, "weight_hh_l0": w_h.T, "bias_ih_l0": b_x, "bias_hh_l0": b_h}
+    return torch.func.functional_call(gru, weights, (xs, h0[None]))
+
+
+@pytest.mark.parametrize("t, batch_first", [(1, False), (5, False), (5, True)])
+def test_gru(t, batch_first):
+    """hs and h_T stacked as one output along the time axis, so the cotangent reaches both."""
+    n, d, h = 2, 3, 4
+    axis = 1 if batch_first else 0
+
+    def mine(w_x, w_h, b_x, b_h, xs, h0):
+        hs, h_T = jb.gru(jb.GRUParams(w_x, w_h, b_x, b_h), xs, h0, batch_first=batch_first)
+        return jnp.concatenate([hs, jnp.expand_dims(h_T, axis)], axis)
+
+    def theirs(w_x, w_h, b_x, b_h, xs, h0):
+        hs, h_T = _torch_gru(w_x, w_h, b_x, b_h, xs, h0, batch_first)  # h_T: (1, N, H) either way
+        return torch.cat([hs, h_T.transpose(0, 1) if batch_first else h_T], axis)
+
+    xs = _normal(n, t, d) if batch_first else _normal(t, n, d)
+    _agree(mine, theirs, _normal(d, 3 * h, seed=1), _normal(h, 3 * h, seed=2), _normal(3 * h, seed=3),
+           _normal(3 * h, seed=4), xs, _normal(n, h, seed=5))
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_lstm(batch_first):
+    """torch's gate order is jaxback's (i, f, g, o); its second bias is set to zero. hs, h_T and c_T
+    are stacked along the time axis, so the cotangent reaches all three."""
+    t, n, d, h = 5, 2, 3, 4
+    axis = 1 if batch_first else 0
+
+    def mine(w_x, w_h, b, xs, h0, c0):
+        hs, final = jb.lstm(jb.LSTMParams(w_x, w_h, b), xs, jb.LSTMState(h0, c0), batch_first=batch_first)
+        return jnp.concatenate([hs, jnp.expand_dims(final.h, axis), jnp.expand_dims(final.c, axis)], axis)
+
+    def theirs(w_x, w_h, b, xs, h0, c0):
+        lstm = torch.nn.LSTM(d, h, batch_first=batch_first).double()
+        weights = {"weight_ih_l0": w_x.T, "weight_hh_l0": w_h.T, "bias_ih_l0": b, "bias_hh_l0": torch.zeros_like(b)}
+        hs, (h_T, c_T) = torch.func.functional_call(lstm, weights, (xs, (h0[None], c0[None])))
+        along = (lambda s: s.transpose(0, 1)) if batch_first else (lambda s: s)  # states: (1, N, H)
+        return torch.cat([hs, along(h_T), along(c_T)], axis)
+
+    xs = _normal(n, t, d) if batch_first else _normal(t, n, d)
+    _agree(mine, theirs, _normal(d, 4 * h, seed=1), _normal(h, 4 * h, seed=2), _normal(4 * h, seed=3), xs,
+           _normal(n, h, seed=4), _normal(n, h, seed=5))

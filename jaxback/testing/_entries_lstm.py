@@ -12,6 +12,7 @@ import numpy as np
 
 from .._lstm import (LSTMParams, LSTMState, _bptt, _gates, _sigmoid_slope, _tanh_slope, lstm,
                      lstm_bwd)
+from ._recurrent_cases import batch_first_cases
 from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
 from .strategies import values
 
@@ -91,6 +92,9 @@ def _saturated_check(y, cotangents):
     assert jnp.all(jnp.abs(y[0]) <= 1)
 
 
+BATCH_FIRST, BATCH_FIRST_ERRORS = batch_first_cases(lstm, lambda dtype: _args((4, 2, 3), dtype),
+                                                   lambda: _replace(1, lambda xs: xs[0]))
+
 EDGE_CASES = (
     EdgeCase("empty sequence (T = 0)", lambda dtype: _args((0, 2, 3), dtype),
              "hs is (0, N, H), final_state is state; the state cotangent is the final_state cotangent,"
@@ -101,6 +105,7 @@ EDGE_CASES = (
     EdgeCase("inputs of +-1e4 (every gate saturated)", _saturated_args,
              "finite outputs in [-1, 1] and finite cotangents (slopes are exactly 0, not NaN)",
              _saturated_check),
+    BATCH_FIRST,
 )
 
 
@@ -130,8 +135,9 @@ ERROR_CASES = (
               ValueError, r"lstm: state.h must have shape \(2, 4\) \(N=2 from xs"),
     ErrorCase("state as a plain tuple", lambda: _replace(2, tuple), TypeError,
               r"lstm: state must be an LSTMState"),
-    ErrorCase("unknown keyword (lstm has no hyperparameters)", _args, TypeError,
-              r"lstm: unknown keyword argument\(s\) 'reverse'; lstm accepts none", hyper={"reverse": True}),
+    *BATCH_FIRST_ERRORS,
+    ErrorCase("unknown keyword", _args, TypeError,
+              r"lstm: unknown keyword argument\(s\) 'reverse'; lstm accepts batch_first", hyper={"reverse": True}),
 )
 
 
@@ -177,7 +183,7 @@ ENTRIES = (
         error_cases=ERROR_CASES,
         mutants=MUTANTS,
         bench_shape=(128, 8, 16),
-        notes="No hyperparameters. 'inf' values are left out: an inf input meets weights of both "
+        notes="batch_first=True (xs, hs: (N, T, .)) is an edge case. 'inf' values are left out: an inf input meets weights of both "
               "signs in x @ w_x, giving inf - inf = NaN pre-activations in any implementation.",
     ),
 )
