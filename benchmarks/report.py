@@ -55,7 +55,9 @@ def benchmarks_page(args) -> str:
                 + attention_scaling.report(memory, timing, args.rounds)
                 + f"\n\n![compiled temp memory of attention's gradient against T]({FIGURE})",
                 "## Two choices inside the rules\n\n`python benchmarks/kernels.py`: " + kernels.report(args.rounds),
-                "## Rematerialisation: `jb.remat` on the blocks\n\n`python benchmarks/remat.py`: "
+                "## Rematerialisation: `jb.remat` on the blocks\n\n`python benchmarks/remat.py`: the cnn and lm "
+                "presets' training steps with every block under `jb.remat` or not, in the three modes (auto's "
+                "remat is `jax.checkpoint`), then the LM's step memory against its depth.\n\n"
                 + remat.report(args.rounds),
                 "## This machine's matmul rate\n\n`python benchmarks/matmul.py`: " + matmul.report(2048, args.rounds)]
     return write_page(os.path.join(DOCS, "benchmarks.md"), "Benchmarks: time, compiled memory, compile time",
