@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import jaxback as jb
+from _recurrent import assert_trees_close, sample, vjp
 from jaxback import GRUParams, gru, gru_state
 from jaxback.testing import check_vjp, random_cotangent
 from jaxback.testing._entries_gru import faulty_step_vjp, sample_args
@@ -19,16 +20,10 @@ from jaxback.testing.memory import compiled_temp_bytes
 
 
 def _args(shape=(4, 2, 3), dtype=jnp.float64, seed=0, kind="normal"):
-    return sample_args(np.random.default_rng(seed), dtype, shape, kind)
+    return sample(sample_args, shape, dtype, seed, kind)
 
 
-def _vjp(fn, args, y_bar):
-    return jax.vjp(fn, *args)[1](y_bar)
-
-
-def _assert_trees_close(a, b, rtol=1e-10):
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
-        np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol)
+_vjp, _assert_trees_close = vjp, assert_trees_close
 
 
 def test_x64_is_on():

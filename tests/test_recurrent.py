@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from _recurrent import vjp as _vjp
 from jaxback import gru, gru_state, lstm, lstm_state
 from jaxback.testing import random_cotangent
 from jaxback.testing._entries_gru import sample_args as gru_args
@@ -15,10 +16,6 @@ from jaxback.testing._entries_lstm import sample_args as lstm_args
 
 LAYERS = {"lstm": (lstm, lstm_state, lstm_args), "gru": (gru, gru_state, gru_args)}
 by_layer = pytest.mark.parametrize("name", sorted(LAYERS))
-
-
-def _vjp(fn, args, y_bar):
-    return jax.vjp(fn, *args)[1](y_bar)
 
 
 @by_layer

@@ -12,8 +12,8 @@ import numpy as np
 
 from .._gru import GRUParams, _bptt, gru, gru_bwd
 from .._recurrent import sigmoid_slope, tanh_slope
-from ._recurrent_cases import batch_first_cases
-from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
+from ._recurrent_cases import batch_first_cases, recurrent_info
+from ._registry import EdgeCase, ErrorCase, Mutant
 from .strategies import values
 
 __all__ = ["ENTRIES", "faulty_step_vjp"]
@@ -200,17 +200,5 @@ MUTANTS = (
 )
 
 
-ENTRIES = (
-    LayerInfo(
-        layer=gru,
-        sample_args=sample_args,
-        shapes=((4, 2, 3), (1, 1, 3), (4, 1, 3), (1, 2, 3)),  # first: T > 1 so mutants show
-        value_kinds=("wide", "ties", "extreme"),
-        edge_cases=EDGE_CASES,
-        error_cases=ERROR_CASES,
-        mutants=MUTANTS,
-        bench_shape=(128, 8, 16),
-        notes="batch_first=True (xs, hs: (N, T, .)) is an edge case. PyTorch's nn.GRU gates (r applied to w_h h + b_h). 'inf' values are "
-              "left out: an inf input meets weights of both signs in x @ w_x, giving NaN pre-activations.",
-    ),
-)
+ENTRIES = (recurrent_info(gru, sample_args, EDGE_CASES, ERROR_CASES, MUTANTS,
+                          "PyTorch's nn.GRU gates (r applied to w_h h + b_h). "),)

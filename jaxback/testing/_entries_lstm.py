@@ -12,8 +12,8 @@ import numpy as np
 
 from .._lstm import (LSTMParams, LSTMState, _bptt, _gates, _sigmoid_slope, _tanh_slope, lstm,
                      lstm_bwd)
-from ._recurrent_cases import batch_first_cases
-from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
+from ._recurrent_cases import batch_first_cases, recurrent_info
+from ._registry import EdgeCase, ErrorCase, Mutant
 from .strategies import values
 
 __all__ = ["ENTRIES", "faulty_cell_vjp"]
@@ -173,17 +173,5 @@ MUTANTS = (
 )
 
 
-ENTRIES = (
-    LayerInfo(
-        layer=lstm,
-        sample_args=sample_args,
-        shapes=((4, 2, 3), (1, 1, 3), (4, 1, 3), (1, 2, 3)),  # first: T > 1 so mutants show
-        value_kinds=("wide", "ties", "extreme"),
-        edge_cases=EDGE_CASES,
-        error_cases=ERROR_CASES,
-        mutants=MUTANTS,
-        bench_shape=(128, 8, 16),
-        notes="batch_first=True (xs, hs: (N, T, .)) is an edge case. 'inf' values are left out: an inf input meets weights of both "
-              "signs in x @ w_x, giving inf - inf = NaN pre-activations in any implementation.",
-    ),
-)
+ENTRIES = (recurrent_info(lstm, sample_args, EDGE_CASES, ERROR_CASES, MUTANTS,
+                          ""),)

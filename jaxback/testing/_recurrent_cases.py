@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._registry import EdgeCase, ErrorCase
+from ._registry import EdgeCase, ErrorCase, LayerInfo
 
-__all__ = ["batch_first_cases"]
+__all__ = ["batch_first_cases", "recurrent_info"]
 
 
 def _swap(a):
@@ -47,3 +47,15 @@ def batch_first_cases(layer, args, rank2_args):
                   rf"{name}: batch_first must be True or False", hyper={"batch_first": 1}),
     )
     return edge, errors
+
+
+def recurrent_info(layer, sample_args, edge_cases, error_cases, mutants, notes: str) -> LayerInfo:
+    """The registry entry of a recurrent layer (lstm, gru): the same shapes (the first with T > 1,
+    so the mutants show), value kinds (no 'inf': an inf input meets weights of both signs in
+    x @ w_x, giving NaN pre-activations in any implementation) and benchmark shape."""
+    return LayerInfo(layer=layer, sample_args=sample_args, shapes=((4, 2, 3), (1, 1, 3), (4, 1, 3), (1, 2, 3)),
+                     value_kinds=("wide", "ties", "extreme"), edge_cases=edge_cases, error_cases=error_cases,
+                     mutants=mutants, bench_shape=(128, 8, 16),
+                     notes=f"batch_first=True (xs, hs: (N, T, .)) is an edge case. {notes}'inf' values are left "
+                           "out: an inf input meets weights of both signs in x @ w_x, giving inf - inf = NaN "
+                           "pre-activations in any implementation.")
