@@ -6,6 +6,8 @@ alone. So the chain rule has a single term per entry and the Jacobian is diagona
   Forward   x: (...)           y = f(x)                        y: (...)
   Backward  y_bar = dL/dy: (...)
             x_bar = y_bar * f'(x)                              (...), elementwise
+  Tangent   x_dot: (...)  (forward mode: x moves along x_dot)
+            y_dot = f'(x) * x_dot                              (...), elementwise
 
 Only ``f'`` differs between layers. Where ``f'`` is a function of the output we save ``y`` instead of
 ``x`` (same size, and it spares recomputing ``f``). One entry per layer, written as Python so that
@@ -84,10 +86,15 @@ def _elementwise(name, forward, derivative, *, saves, check_hyper=None):
     def bwd(res, y_bar, **hyper):
         return ((y_bar * derivative(res, **hyper)).astype(res.dtype),)
 
+    def jvp(primals, tangents, **hyper):
+        (x,), (x_dot,) = primals, tangents
+        y, res = fwd(x, **hyper)
+        return y, (derivative(res, **hyper) * x_dot).astype(y.dtype)
+
     auto.__name__ = auto.__qualname__ = name
     auto.__doc__ = forward.__doc__
     auto.__signature__ = inspect.signature(forward)  # (x, negative_slope=0.01), not (x, **hyper)
-    return make_layer(auto, fwd, bwd, name=name)
+    return make_layer(auto, fwd, bwd, name=name, jvp=jvp)
 
 
 def _relu_limit_at_inf(f):

@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._hand_rule import HandRules, hand_rule
+
 __all__ = ["Layer", "make_layer", "bind", "split_keywords", "dtype_token", "Like", "ROLES", "infer_from_features",
            "saved_only"]
 
@@ -48,6 +50,10 @@ class Layer:
       bwd: ``bwd(res, y_bar, **hyper) -> cotangents``, a tuple with one entry per positional
         argument of ``apply`` (``None`` for integer inputs such as labels). It receives the static
         hyperparameters only, not array keywords (see the module docstring).
+      jvp: ``jvp(primals, tangents, **hyper) -> (y, y_dot)``, the hand-derived forward-mode rule
+        (``None``: the layer has none, and ``jax.jvp`` of it raises as for any ``custom_vjp``).
+        ``primals`` is the tuple of positional arguments, ``tangents`` the same structure, with
+        ``None`` for integer and key inputs; array keywords come as keywords (see ``_hand_rule``).
       init: ``init(key, ...) -> params`` for layers with parameters, else ``None``.
       kind: the short name of what the layer computes (``leaky_relu``, ``serial``): model paths
         (``serial[1].leaky_relu``) and error messages use it.
@@ -72,6 +78,7 @@ class Layer:
     auto: Callable[..., Any]
     fwd: Callable[..., Any]
     bwd: Callable[..., Any]
+    jvp: Optional[Callable[..., Any]] = None
     init: Optional[Callable[..., Any]] = None
     kind: str
     details: tuple = ()
@@ -217,8 +224,9 @@ def saved_only(res):
     return jax.tree_util.tree_unflatten(tree, leaves)
 
 
-def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None, roles=None, infer=None) -> Layer:
-    """Build a :class:`Layer` from its forward and hand-derived rule.
+def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None, roles=None, infer=None,
+               jvp=None) -> Layer:
+    """Build a :class:`Layer` from its forward and hand-derived rules.
 
     Args:
       auto: ``auto(*args, **hyper) -> y``, the forward maths with no custom rule.
@@ -231,9 +239,12 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None, roles
         ``roles[0] == "params"`` where ``roles`` is given, else ``init is not None``.
       roles, infer: for models, see :class:`Layer`; ``roles`` defaults to ``("params", "x")``
         or ``("x",)``.
+      jvp: ``jvp(primals, tangents, **hyper) -> (y, y_dot)``, the hand forward-mode rule (see
+        :class:`Layer`). Without it the layer is a plain ``custom_vjp``: reverse mode only.
 
     Returns:
-      A Layer whose ``apply`` is ``jax.custom_vjp(auto)`` with ``defvjp(fwd, bwd)``.
+      A Layer whose ``apply`` is ``auto`` with the hand rules: ``jax.custom_vjp(auto)`` with
+      ``defvjp(fwd, bwd)``, or, given ``jvp``, one primitive carrying both (``_hand_rule``).
     """
 
     @functools.lru_cache(maxsize=None)
@@ -255,6 +266,12 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None, roles
         def rule_bwd(res, y_bar):
             return tuple(bwd(saved_only(res), y_bar, **hyper)) + (None,) * n_arrays
 
+        if jvp is not None:
+            def rule_jvp(all_primals, all_tangents):
+                primals, arrays = split(all_primals)
+                return jvp(primals, all_tangents[:len(primals)], **hyper, **arrays)
+
+            return hand_rule(HandRules(rule_auto, rule_fwd, rule_bwd, rule_jvp))
         rule = jax.custom_vjp(rule_auto)
         rule.defvjp(rule_fwd, rule_bwd)
         return rule
@@ -275,7 +292,7 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None, roles
         names = tuple(sorted(arrays))
         return _rule_for(_hyper_key(name, hyper), names)(*args, *(arrays[n] for n in names))
 
-    layer = Layer(apply=apply, auto=auto, fwd=fwd, bwd=bwd, init=init, kind=name, roles=tuple(roles), infer=infer)
+    layer = Layer(apply=apply, auto=auto, fwd=fwd, bwd=bwd, jvp=jvp, init=init, kind=name, roles=tuple(roles), infer=infer)
     # help(layer) and inspect.signature(layer) show the layer's own forward, not Layer's.
     signature = _signature_or_none(auto)
     if signature is not None:
@@ -338,6 +355,7 @@ def bind(layer: Layer, **keywords) -> Layer:
         functools.partial(layer.auto, **keywords),
         functools.partial(layer.fwd, **keywords),
         functools.partial(layer.bwd, **hyper),
+        jvp=None if layer.jvp is None else functools.partial(layer.jvp, **keywords),
         name=layer.kind,
         init=layer.init,
         roles=layer.roles,

@@ -21,6 +21,12 @@ N x n x m stack of per-example outer products.
             w_bar = x.T @ y_bar               (n, N)(N, m) -> (n, m)
             b_bar = y_bar.sum(0)              (m,)
 
+Forward mode. Perturb every input along a tangent (``x_dot``, ``w_dot``, ``b_dot``, same shapes as
+``x``, ``w``, ``b``); y changes to first order by the product rule, one term per input:
+
+  Tangent   x_dot: (N, n), w_dot: (n, m), b_dot: (m,)
+            y_dot = x_dot @ w + x @ w_dot + b_dot    (N, n)(n, m) + (N, n)(n, m) + (m,) -> (N, m)
+
 Each cotangent is cast to its primal's dtype (a bfloat16 ``x`` into a float32 layer gets a bfloat16
 ``x_bar``). Residuals: ``w`` and ``x`` (inputs, held by reference) and a 0-byte token of ``b``'s
 dtype; ``y`` is not needed.
@@ -104,4 +110,12 @@ def linear_bwd(res, y_bar):
     return LinearParams(w_bar, b_bar), x_bar
 
 
-linear = make_layer(linear_auto, linear_fwd, linear_bwd, name=NAME, init=linear_init, infer=linear_infer)
+def linear_jvp(primals, tangents):
+    (params, x), (params_dot, x_dot) = primals, tangents
+    y = linear_auto(params, x)
+    y_dot = x_dot @ params.w + x @ params_dot.w + params_dot.b   # (..., n)(n, m) twice, + (m,)
+    return y, y_dot.astype(y.dtype)
+
+
+linear = make_layer(linear_auto, linear_fwd, linear_bwd, name=NAME, init=linear_init, infer=linear_infer,
+                    jvp=linear_jvp)

@@ -67,10 +67,16 @@ class ErrorCase:
 
 @dataclasses.dataclass(frozen=True)
 class Mutant:
-    """A deliberately wrong ``bwd(res, y_bar, **hyper)`` for the layer; the checks must reject it."""
+    """A deliberately wrong rule for the layer, which the checks must reject: a backward
+    ``bwd(res, y_bar, **hyper)``, or a forward-mode ``jvp(primals, tangents, **hyper)`` (give one)."""
 
     name: str
-    bwd: Callable[..., tuple]
+    bwd: Optional[Callable[..., tuple]] = None
+    jvp: Optional[Callable[..., tuple]] = None
+
+    def __post_init__(self):
+        if (self.bwd is None) == (self.jvp is None):
+            raise ValueError(f"Mutant({self.name!r}): give exactly one wrong rule, bwd= or jvp=.")
 
 
 @dataclasses.dataclass(frozen=True)
