@@ -4,10 +4,13 @@ Shapes first: every loss maps a batch to a scalar ``loss``; its cotangent ``loss
 (1.0 when the loss is the end of the chain). "Mean" divides by ``n = max(count, 1)``, so an empty
 batch has loss 0 and empty gradients instead of 0/0 = NaN.
 
-Each section states the forward and the backward as Python lines ``name = expression`` (a comment
-may follow after three spaces); ``tests/test_derivations_sympy.py`` evaluates them on a batch of
-sympy symbols, differentiates ``loss`` and proves each stated ``<arg>_bar`` equal to it, then
-evaluates them with JAX and compares with the hand ``bwd``.
+Each section states the forward, the backward and the forward-mode tangent as Python lines
+``name = expression`` (a comment may follow after three spaces); ``tests/test_derivations_sympy.py``
+evaluates them on a batch of sympy symbols, differentiates ``loss`` and proves each stated
+``<arg>_bar`` equal to it and ``loss_dot`` equal to the directional derivative
+sum over the inputs u of d loss/du * u_dot, then evaluates them with JAX and compares with the hand
+``bwd`` and ``jvp``. Forward mode moves every floating input along a tangent ``<arg>_dot`` of its
+shape (integer labels have none); ``loss_dot`` is the first-order change of the loss, a scalar.
 
 softmax_cross_entropy.  Forward   logits: (N, C), labels: (N,) integers in [0, C)
     onehot  = labels[:, None] == arange(C)                    (N, C), onehot[i, c] = (c == labels[i])
@@ -21,6 +24,12 @@ softmax_cross_entropy.  Forward   logits: (N, C), labels: (N,) integers in [0, C
   The rule saves ``logits`` (already alive as the previous layer's output), ``labels`` and ``lse``:
   (N,) floats beyond the inputs, never an (N, C) array of probabilities. (The code gathers
   ``picked`` instead of forming ``onehot * logits``: see ``_picked``.)
+  Forward mode: the same two derivatives, summed against logits_dot along each row; picked is
+  linear in logits, so its tangent picks from logits_dot:
+  Tangent   logits_dot: (N, C), labels: no tangent
+            lse_dot    = sum(exp(logits - lse[:, None]) * logits_dot, axis=1)    (N,), softmax-weighted
+            picked_dot = sum(onehot * logits_dot, axis=1)                        (N,), gathered as picked is
+            loss_dot   = sum(lse_dot - picked_dot) / n
 
 mse.  Forward   pred, target: same shape (...), n = pred.size
     diff = pred - target
@@ -28,6 +37,9 @@ mse.  Forward   pred, target: same shape (...), n = pred.size
   Backward  pred_bar   =  loss_bar * 2 * diff / n
             target_bar = -loss_bar * 2 * diff / n
   Residual: ``diff`` alone.
+  Tangent   pred_dot, target_dot: pred's shape          (product rule on diff * diff)
+            diff_dot = pred_dot - target_dot
+            loss_dot = sum(2 * diff * diff_dot) / n
 
 binary_cross_entropy_with_logits.  Forward   logits x, targets t in [0, 1]: same shape, n = x.size
     x    = logits
@@ -38,6 +50,10 @@ binary_cross_entropy_with_logits.  Forward   logits x, targets t in [0, 1]: same
   d softplus(x)/dx = sigmoid(x), so dl/dx = sigmoid(x) - t and dl/dt = -x:
   Backward  logits_bar  = loss_bar * (sigmoid(x) - t) / n
             targets_bar = -loss_bar * x / n
+  Tangent   logits_dot, targets_dot: x's shape          (the same two partials, summed)
+            x_dot    = logits_dot
+            t_dot    = targets_dot
+            loss_dot = sum((sigmoid(x) - t) * x_dot - x * t_dot) / n
 
 NOTE: losses refuse silent broadcasting: ``mse`` of (N, 1) against (N,) raises. Labels outside
 [0, C) match no class (their one-hot row is zero): the loss is lse alone; values are not checked
@@ -124,8 +140,19 @@ def softmax_cross_entropy_bwd(res, loss_bar):
     return logits_bar.astype(logits.dtype), None
 
 
+def softmax_cross_entropy_jvp(primals, tangents):
+    (logits, labels), (logits_dot, _) = primals, tangents  # labels: integers, no tangent
+    lse = _logsumexp_rows(logits)
+    lse_dot = jnp.sum(jnp.exp(logits - lse[:, None]) * logits_dot, axis=1)  # (N,), softmax-weighted
+    picked_dot = _picked(logits_dot, labels)                               # (N,), picked is linear
+    loss_dot = jnp.sum(lse_dot - picked_dot) / _mean_divisor(labels)
+    loss = _sce_from(logits, labels, lse)
+    return loss, loss_dot.astype(loss.dtype)
+
+
 softmax_cross_entropy = make_layer(
-    softmax_cross_entropy_auto, softmax_cross_entropy_fwd, softmax_cross_entropy_bwd, name=_SCE
+    softmax_cross_entropy_auto, softmax_cross_entropy_fwd, softmax_cross_entropy_bwd, name=_SCE,
+    jvp=softmax_cross_entropy_jvp,
 )
 
 
@@ -155,7 +182,15 @@ def mse_bwd(res, loss_bar):
     return pred_bar.astype(diff.dtype), (-pred_bar).astype(target_dtype.dtype)
 
 
-mse = make_layer(mse_auto, mse_fwd, mse_bwd, name="mse")
+def mse_jvp(primals, tangents):
+    (pred, target), (pred_dot, target_dot) = primals, tangents
+    loss, (diff, _) = mse_fwd(pred, target)
+    diff_dot = pred_dot - target_dot
+    loss_dot = jnp.sum(2 * diff * diff_dot) / _mean_divisor(diff)
+    return loss, loss_dot.astype(loss.dtype)
+
+
+mse = make_layer(mse_auto, mse_fwd, mse_bwd, name="mse", jvp=mse_jvp)
 
 
 # binary_cross_entropy_with_logits -----------------------------------------------------------------
@@ -181,9 +216,17 @@ def binary_cross_entropy_with_logits_bwd(res, loss_bar):
     return logits_bar.astype(x.dtype), targets_bar.astype(t.dtype)
 
 
+def binary_cross_entropy_with_logits_jvp(primals, tangents):
+    (x, t), (x_dot, t_dot) = primals, tangents
+    loss = binary_cross_entropy_with_logits_auto(x, t)
+    loss_dot = jnp.sum((lax.logistic(x) - t) * x_dot - x * t_dot) / _mean_divisor(x)
+    return loss, loss_dot.astype(loss.dtype)
+
+
 binary_cross_entropy_with_logits = make_layer(
     binary_cross_entropy_with_logits_auto,
     binary_cross_entropy_with_logits_fwd,
     binary_cross_entropy_with_logits_bwd,
     name=_BCE,
+    jvp=binary_cross_entropy_with_logits_jvp,
 )

@@ -16,6 +16,19 @@ log_softmax.  Forward   y[j] = x[j] - lse,   lse = log sum_k exp(x[k])
 
   Backward  x_bar = y_bar - exp(y) * sum(y_bar, axis)             keepdims
 
+Forward mode. Move x along a tangent x_dot (x's shape); to first order each output moves by
+sum_i dy[j]/dx[i] * x_dot[i], the same Jacobians as above, now applied from the other side:
+
+softmax.      sum_i y[j] (delta_ij - y[i]) x_dot[i] = y[j] x_dot[j] - y[j] sum_i y[i] x_dot[i]
+  Tangent   x_dot: (..., C, ...)
+            y_dot = y * (x_dot - sum(y * x_dot, axis))           keepdims, y = exp(x - lse)
+log_softmax.  sum_i (delta_ij - exp(y[i])) x_dot[i] = x_dot[j] - sum_i softmax(x)[i] x_dot[i]
+  Tangent   y_dot = x_dot - sum(exp(x - lse) * x_dot, axis)      keepdims
+
+The tangent rules need the forward's ``lse`` (or ``y``) and nothing else: they run beside the forward,
+so nothing is saved. At a -inf input softmax is 0 and so is its tangent; log_softmax is -inf there and
+its tangent is x_dot minus the weighted mean, as autodiff's.
+
 Both rules are functions of the output. Yet we do not save ``y`` (a new array of x's size): we save
 the input ``x`` (alive anyway, as the previous layer's output) and ``lse`` (one number per slice),
 and recompute ``y = exp(x - lse)`` (or ``x - lse``) in the backward. Under ``jit`` that
@@ -81,7 +94,14 @@ def softmax_bwd(res, y_bar, axis=-1):
     return (x_bar.astype(x.dtype),)
 
 
-softmax = make_layer(softmax_auto, softmax_fwd, softmax_bwd, name="softmax")
+def softmax_jvp(primals, tangents, axis=-1):
+    (x,), (x_dot,) = primals, tangents
+    y, _ = softmax_fwd(x, axis)                           # y = exp(x - lse)
+    y_dot = y * (x_dot - jnp.sum(y * x_dot, axis=axis, keepdims=True))
+    return y, y_dot.astype(y.dtype)
+
+
+softmax = make_layer(softmax_auto, softmax_fwd, softmax_bwd, name="softmax", jvp=softmax_jvp)
 
 
 def log_softmax_auto(x: jax.Array, axis: int = -1) -> jax.Array:
@@ -103,4 +123,12 @@ def log_softmax_bwd(res, y_bar, axis=-1):
     return (x_bar.astype(x.dtype),)
 
 
-log_softmax = make_layer(log_softmax_auto, log_softmax_fwd, log_softmax_bwd, name="log_softmax")
+def log_softmax_jvp(primals, tangents, axis=-1):
+    (x,), (x_dot,) = primals, tangents
+    y, (_, lse) = log_softmax_fwd(x, axis)                # y = x - lse
+    y_dot = x_dot - jnp.sum(jnp.exp(x - lse) * x_dot, axis=axis, keepdims=True)  # exp(x - lse) = softmax(x)
+    return y, y_dot.astype(y.dtype)
+
+
+log_softmax = make_layer(log_softmax_auto, log_softmax_fwd, log_softmax_bwd, name="log_softmax",
+                         jvp=log_softmax_jvp)

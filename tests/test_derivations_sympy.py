@@ -7,6 +7,10 @@ For every elementwise layer and every loss, the statement in the module docstrin
   every stated form of the derivative;
 * numerically: the same text evaluated with JAX on a float64 grid equals the hand ``bwd`` (and the
   stated forward equals the layer's forward), so a docstring that drifts from the code fails.
+
+A loss also states its forward-mode tangent ``loss_dot`` of the inputs' tangents ``<arg>_dot``:
+sympy proves it equal to the directional derivative sum_u d loss/du * u_dot, and JAX evaluates it
+against the hand ``jvp``.
 """
 
 import jax
@@ -76,32 +80,36 @@ def test_stated_derivative_matches_hand_bwd(entry):
         np.testing.assert_allclose(stated, x_bar, rtol=1e-10, atol=1e-14, err_msg=f"{entry.name}: f' = {text}")
 
 
+def _symbols(prefix, shape):
+    return np.array(sp.symbols(f"{prefix}0:{np.prod(shape)}", real=True), dtype=object).reshape(shape)
+
+
 def _loss_namespace(symbolic, name, shape):
-    """Inputs of the loss ``name`` at ``shape``: sympy symbols (object arrays) or float64 arrays."""
+    """Inputs of the loss ``name`` at ``shape``, and the tangents ``<arg>_dot`` of its floating
+    inputs: sympy symbols (object arrays) or float64 arrays."""
     rng = np.random.default_rng(0)
     first, second = LOSSES[name]
     if symbolic:
-        a = np.array(sp.symbols(f"a0:{np.prod(shape)}", real=True), dtype=object).reshape(shape)
-        b = np.array(sp.symbols(f"b0:{np.prod(shape)}", real=True), dtype=object).reshape(shape)
+        a, b, a_dot, b_dot = (_symbols(p, shape) for p in "abcd")
         ns = d.sympy_namespace()
     else:
-        a = jnp.asarray(rng.normal(size=shape) * 3)
-        b = jnp.asarray(rng.uniform(size=shape))
+        a, b, a_dot, b_dot = (jnp.asarray(v) for v in (rng.normal(size=shape) * 3, rng.uniform(size=shape),
+                                                       rng.normal(size=shape), rng.normal(size=shape)))
         ns = d.jax_namespace()
     if name == "softmax_cross_entropy":
         n, c = shape
-        b = np.array([(3 * i + 1) % c for i in range(n)])  # labels
-        b = b if symbolic else jnp.asarray(b)
+        b = np.array([(3 * i + 1) % c for i in range(n)])  # labels: integers, no tangent
+        b, b_dot = (b if symbolic else jnp.asarray(b)), None
         ns.update(C=c, n=n)
     else:
         ns.update(n=int(np.prod(shape)))
-    return {**ns, first: a, second: b}
+    return {**ns, first: a, second: b, f"{first}_dot": a_dot, f"{second}_dot": b_dot}
 
 
 def test_every_loss_states_forward_and_cotangents():
     for name, args in LOSSES.items():
         names = [lhs for lhs, _ in d.assignments(_losses, name)]
-        assert "loss" in names and all(f"{a}_bar" in names for a in args), (name, names)
+        assert "loss" in names and "loss_dot" in names and all(f"{a}_bar" in names for a in args), (name, names)
     assert set(LOSSES) == set(_losses.__all__)
 
 
@@ -132,3 +140,23 @@ def test_stated_loss_gradient_matches_hand_bwd(name):
             assert hand is None
             continue
         np.testing.assert_allclose(ns[f"{arg}_bar"], hand, rtol=1e-10, atol=1e-15, err_msg=f"{name}: {arg}_bar")
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (3, 2)])
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_stated_loss_tangent_is_the_directional_derivative(name, shape):
+    ns = _loss_namespace(True, name, shape)
+    ns = d.run_assignments(d.assignments(_losses, name), {**ns, "loss_bar": 1})
+    directional = sum(sp.diff(ns["loss"], u) * u_dot for arg in LOSSES[name] if ns[f"{arg}_dot"] is not None
+                      for u, u_dot in zip(ns[arg].ravel(), ns[f"{arg}_dot"].ravel()))
+    assert sp.simplify(ns["loss_dot"] - directional) == 0, f"{name}: loss_dot is not the directional derivative"
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_stated_loss_tangent_matches_hand_jvp(name):
+    ns = _loss_namespace(False, name, (5, 4))
+    layer, args = getattr(jb, name), LOSSES[name]
+    loss, loss_dot = layer.jvp(tuple(ns[a] for a in args), tuple(ns[f"{a}_dot"] for a in args))
+    ns = d.run_assignments(d.assignments(_losses, name), {**ns, "loss_bar": 1.0})
+    np.testing.assert_allclose(ns["loss"], loss, rtol=1e-12, err_msg=f"{name}: forward")
+    np.testing.assert_allclose(ns["loss_dot"], loss_dot, rtol=1e-10, err_msg=f"{name}: loss_dot")

@@ -12,9 +12,10 @@ and optional continuation lines ``where a = ..., b(x) = ...`` (definitions in de
               where s = sigmoid(x)
 
 Assignment lines (``jaxback._losses``): inside the section of a layer (a line starting with
-``<name>.`` at column 0), every line ``    [Forward|Backward]  name = <python expression>``
-followed, after three or more spaces, by an optional comment. ``loss = ...`` is the forward and
-``<arg>_bar = ...`` the stated cotangents. Lines whose right-hand side is not a Python expression
+``<name>.`` at column 0), every line ``    [Forward|Backward|Tangent]  name = <python expression>``
+followed, after three or more spaces, by an optional comment. ``loss = ...`` is the forward,
+``<arg>_bar = ...`` the stated cotangents and ``loss_dot = ...`` the stated forward-mode tangent
+(of the inputs' tangents ``<arg>_dot``). Lines whose right-hand side is not a Python expression
 are prose and are skipped; the tests require the expected names, so a statement cannot vanish.
 
 Expressions are Python: ``a if cond else b``, ``**``, calls of ``exp``, ``log``, ``sigmoid``, ...
@@ -45,7 +46,7 @@ __all__ = [
 _ENTRY = re.compile(r"^  (?P<name>[a-z_][a-z_0-9]*)(?: \((?P<hyper>[^)]*)\))?(?:\s{2,}(?P<rest>\S.*))?$")
 _CONTINUATION = re.compile(r"^ {6,}(?P<rest>\S.*)$")
 _ASSIGNMENT = re.compile(
-    r"^\s+(?:Forward\s+|Backward\s+)?(?P<lhs>[a-z_][a-z_0-9]*)\s+=\s+(?P<rhs>.+?)(?:\s{3,}(?P<note>.*))?$"
+    r"^\s+(?:Forward\s+|Backward\s+|Tangent\s+)?(?P<lhs>[a-z_][a-z_0-9]*)\s+=\s+(?P<rhs>.+?)(?:\s{3,}(?P<note>.*))?$"
 )
 
 

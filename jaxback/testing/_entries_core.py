@@ -1,4 +1,4 @@
-"""Registry entries for the foundation layers: linear, activations, softmax, losses."""
+"""Registry entries for the foundation layers: linear, activations, softmax (losses: ``_entries_losses``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import numpy as np
 
 from .. import _activations as act
 from .._linear import LinearParams, linear
-from .._losses import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
 from .._softmax import log_softmax, softmax
 from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
 from .strategies import values
@@ -177,6 +176,24 @@ def _log_softmax_y_not_exp_y(res, g, axis=-1):
     return (g - (x - lse) * g.sum(axis, keepdims=True),)
 
 
+def _softmax_jvp_mutant(tangent):
+    """A softmax jvp whose ``y_dot = tangent(y, x_dot, axis)``."""
+    def jvp(primals, tangents, axis=-1):
+        (x,), (x_dot,) = primals, tangents
+        y = softmax.auto(x, axis=axis)
+        return y, tangent(y, x_dot, axis)
+    return jvp
+
+
+def _log_softmax_jvp_mutant(tangent):
+    """A log_softmax jvp whose ``y_dot = tangent(y, x_dot, axis)`` (y = log_softmax(x))."""
+    def jvp(primals, tangents, axis=-1):
+        (x,), (x_dot,) = primals, tangents
+        y = log_softmax.auto(x, axis=axis)
+        return y, tangent(y, x_dot, axis)
+    return jvp
+
+
 def _axis_errors(name):
     return (_NOT_FLOAT,
             ErrorCase("axis out of range", lambda: (jnp.ones((2, 3)),), ValueError,
@@ -189,136 +206,18 @@ SOFTMAX = LayerInfo(softmax, _x_args, ELEMENTWISE_SHAPES, ({"axis": -1}, {"axis"
                     edge_cases=(_softmax_rows_case(0.0),), error_cases=_axis_errors("softmax"),
                     mutants=(Mutant("missing the sum term", lambda res, g, axis=-1: (_probs(res) * g,)),
                              Mutant("sum over the wrong axis", lambda res, g, axis=-1: (_probs(res) * (
-                                 g - jnp.sum(g * _probs(res), axis=0 if axis != 0 else -1, keepdims=True)),))))
+                                 g - jnp.sum(g * _probs(res), axis=0 if axis != 0 else -1, keepdims=True)),)),
+                             Mutant("jvp: missing the sum term", jvp=_softmax_jvp_mutant(lambda y, t, axis: y * t)),
+                             Mutant("jvp: unweighted sum(x_dot)", jvp=_softmax_jvp_mutant(
+                                 lambda y, t, axis: y * (t - jnp.sum(t, axis=axis, keepdims=True))))))
 LOG_SOFTMAX = LayerInfo(log_softmax, _x_args, ELEMENTWISE_SHAPES, ({"axis": -1}, {"axis": 0}),
                         edge_cases=(_softmax_rows_case(-INF),), error_cases=_axis_errors("log_softmax"),
                         mutants=(Mutant("sign flip of the sum term", lambda res, g, axis=-1: (
                                      g + _probs(res) * g.sum(axis, keepdims=True),)),
-                                 Mutant("y instead of exp(y)", _log_softmax_y_not_exp_y)))
+                                 Mutant("y instead of exp(y)", _log_softmax_y_not_exp_y),
+                                 Mutant("jvp: sign flip of the sum term", jvp=_log_softmax_jvp_mutant(
+                                     lambda y, t, axis: t + jnp.sum(jnp.exp(y) * t, axis=axis, keepdims=True))),
+                                 Mutant("jvp: y instead of exp(y) as the weights", jvp=_log_softmax_jvp_mutant(
+                                     lambda y, t, axis: t - jnp.sum(y * t, axis=axis, keepdims=True)))))
 
-
-# losses ------------------------------------------------------------------------------------------------
-def _sce_args(rng, dtype, shape, kind):
-    n, c = shape
-    return jnp.asarray(values(rng, shape, kind), dtype), jnp.asarray(rng.integers(0, c, n), jnp.int32)
-
-
-def _pair_args(rng, dtype, shape, kind):
-    return jnp.asarray(values(rng, shape, kind), dtype), jnp.asarray(rng.standard_normal(shape), dtype)
-
-
-def _bce_args(rng, dtype, shape, kind):
-    return jnp.asarray(values(rng, shape, kind), dtype), jnp.asarray(rng.random(shape), dtype)
-
-
-def _empty_loss_case(make):
-    def check(y, cots):
-        _assert_equal(y, 0.0)
-        assert cots[0].shape[0] == 0
-    return EdgeCase("empty batch", make, "loss 0 (sum over nothing / max(n, 1)), empty gradients", check)
-
-
-def _check_no_class_matches(y, cotangents):
-    lse = np.log(np.exp(np.arange(4.0)).sum())
-    np.testing.assert_allclose(y, lse, rtol=1e-14)
-    softmax = np.exp(np.arange(4.0) - lse)
-    np.testing.assert_allclose(cotangents[0], np.stack([softmax, softmax[::-1]]) / 2, rtol=1e-14)
-
-
-def _sce_probs(res):
-    """softmax recomputed from the residuals (logits, labels, lse)."""
-    logits, _, lse = res
-    return jnp.exp(logits - lse[:, None])
-
-
-def _sce_onehot(res):
-    logits, labels, _ = res
-    return jnp.eye(logits.shape[1])[labels]
-
-
-def _sce_n(res):
-    _, labels, _ = res
-    return max(labels.shape[0], 1)
-
-
-def _mse_grad(res, g, factor=2):
-    """``factor * g * diff / n`` from the residuals (diff, target dtype token)."""
-    diff, _ = res
-    return factor * g * diff / max(diff.size, 1)
-
-
-def _bce_terms(res):
-    """``(x, t, n)`` from the residuals (logits x, targets t)."""
-    x, t = res
-    return x, t, max(x.size, 1)
-
-
-def _bce_targets_dropped(res, g):
-    x, t, n = _bce_terms(res)
-    return g * (jax.nn.sigmoid(x) - t) / n, None
-
-
-def _bce_plus_t(res, g):
-    x, t, n = _bce_terms(res)
-    return g * (jax.nn.sigmoid(x) + t) / n, -g * x / n
-
-
-_LOGITS, _INT_LABELS = jnp.ones((4, 3)), jnp.zeros(4, jnp.int32)
-SOFTMAX_CROSS_ENTROPY = LayerInfo(
-    softmax_cross_entropy, _sce_args, ((1, 1), (6, 4), (0, 4)), bench_shape=(2048, 8192),
-    edge_cases=(
-        _empty_loss_case(lambda dt: (jnp.zeros((0, 4), dt), jnp.zeros(0, jnp.int32))),
-        EdgeCase("huge logits", lambda dt: (jnp.asarray([[1e4, -1e4, 0.0], [3e4, 1e4, -3e4]], dt), jnp.asarray([1, 0])),
-                 "finite loss and gradients", lambda y, cots: _assert_finite(y, cots[0])),
-        EdgeCase("labels outside [0, C)", lambda dt: (jnp.asarray([[0, 1, 2, 3], [3, 2, 1, 0]], dt), jnp.asarray([-1, 4])),
-                 "no class matches: loss = mean(lse), logits_bar = softmax / n", _check_no_class_matches),
-    ),
-    error_cases=(
-        ErrorCase("float labels", lambda: (_LOGITS, jnp.zeros(4)), TypeError, r"softmax_cross_entropy: labels must be an integer array"),
-        ErrorCase("batch mismatch", lambda: (_LOGITS, jnp.zeros(5, jnp.int32)), ValueError,
-                  r"softmax_cross_entropy: labels.shape\[0\] must equal logits.shape\[0\]"),
-        ErrorCase("rank of logits", lambda: (jnp.ones(3), jnp.zeros(3, jnp.int32)), ValueError,
-                  r"softmax_cross_entropy: logits must have exactly 2"),
-        ErrorCase("rank of labels", lambda: (_LOGITS, jnp.zeros((4, 1), jnp.int32)), ValueError,
-                  r"softmax_cross_entropy: labels must have exactly 1"),
-    ),
-    mutants=(
-        Mutant("sum instead of mean", lambda res, g: (g * (_sce_probs(res) - _sce_onehot(res)), None)),
-        Mutant("missing the one-hot", lambda res, g: (g * _sce_probs(res) / _sce_n(res), None)),
-    ),
-)
-MSE = LayerInfo(
-    mse, _pair_args, ((1,), (4, 3), (0, 3)),
-    edge_cases=(_empty_loss_case(lambda dt: (jnp.zeros((0, 3), dt), jnp.zeros((0, 3), dt))),),
-    error_cases=(
-        ErrorCase("silent broadcasting", lambda: (jnp.ones((4, 1)), jnp.ones(4)), ValueError,
-                  r"mse: pred and target must have the same shape \(no broadcasting\); got pred shape=\(4, 1\)"),
-        ErrorCase("integer target", lambda: (jnp.ones(4), jnp.ones(4, jnp.int32)), TypeError, r"mse: target must be a floating-point array"),
-    ),
-    mutants=(
-        Mutant("target cotangent with the wrong sign", lambda res, g: (_mse_grad(res, g),) * 2),
-        Mutant("missing the factor 2", lambda res, g: (_mse_grad(res, g, 1), -_mse_grad(res, g, 1))),
-        Mutant("wrong dtype", lambda res, g: (_mse_grad(res, g).astype(jnp.float32), -_mse_grad(res, g))),
-    ),
-)
-BCE = LayerInfo(
-    binary_cross_entropy_with_logits, _bce_args, ((1,), (4, 3), (0, 3)),
-    edge_cases=(
-        _empty_loss_case(lambda dt: (jnp.zeros((0, 3), dt), jnp.zeros((0, 3), dt))),
-        EdgeCase("saturated logits", lambda dt: (jnp.asarray([-1e4, 1e4, 0.0], dt), jnp.asarray([1.0, 0.0, 0.5], dt)),
-                 "finite loss (1e4 per wrong entry) and gradients", lambda y, cots: _assert_finite(y, *cots)),
-    ),
-    error_cases=(
-        ErrorCase("shape mismatch", lambda: (jnp.ones((4, 2)), jnp.ones((4, 1))), ValueError,
-                  r"binary_cross_entropy_with_logits: logits and targets must have the same shape"),
-        ErrorCase("integer logits", lambda: (jnp.ones(4, jnp.int32), jnp.ones(4)), TypeError,
-                  r"binary_cross_entropy_with_logits: logits must be a floating-point array"),
-    ),
-    mutants=(
-        Mutant("targets cotangent dropped", _bce_targets_dropped),
-        Mutant("sigmoid(x) + t", _bce_plus_t),
-    ),
-)
-
-ENTRIES = (LINEAR, RELU, LEAKY_RELU, SIGMOID, TANH, GELU, SOFTPLUS, SILU, SOFTMAX, LOG_SOFTMAX,
-           SOFTMAX_CROSS_ENTROPY, MSE, BCE)
+ENTRIES = (LINEAR, RELU, LEAKY_RELU, SIGMOID, TANH, GELU, SOFTPLUS, SILU, SOFTMAX, LOG_SOFTMAX)
