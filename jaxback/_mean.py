@@ -22,6 +22,16 @@ That is a broadcast: give y_bar size-1 axes at A (``expand_dims``, if keepdims d
             x_bar = broadcast_to(expand_dims(y_bar, A) / M, x.shape)          x's shape
   global_avg_pool: A = (1, 2), M = H W: x_bar[n, h, w, c] = y_bar[n, c] / (H W).
 
+Forward mode. The mean is linear in x, so moving x along a tangent x_dot moves y by the mean of
+x_dot: y_dot[o] = sum_i dy[o]/dx[i] x_dot[i] = (1/M) sum over i with o(i) = o of x_dot[i].
+
+  Tangent   x_dot: x's shape
+            y_dot = mean(x_dot, A)                 y's shape (the same keepdims)
+  global_avg_pool: y_dot[n, c] = mean of x_dot[n, :, :, c] over H and W.
+
+At the edge cases the tangent follows the mean's: M = 0 gives y_dot = nan (0/0, as autodiff of
+``jnp.mean``), and an inf in x, which makes y nan, leaves y_dot finite (x is not read).
+
 NOTE: M = 0 (a reduced axis of size 0) gives y = nan (0/0, as ``jnp.mean``) and an empty x_bar.
 bfloat16/float16 inputs are summed in float32 (as ``jnp.mean`` does) and y cast back; x_bar is
 computed in y_bar's dtype and cast to x's.
@@ -92,7 +102,13 @@ def mean_bwd(res, y_bar, *, axis=None, keepdims=False):
     return (_spread(y_bar, like, axes, keepdims),)
 
 
-mean = make_layer(mean_auto, mean_fwd, mean_bwd, name="mean")
+def mean_jvp(primals, tangents, *, axis=None, keepdims=False):
+    (x,), (x_dot,) = primals, tangents
+    axes = _check("mean", x, axis, keepdims)
+    return _average(x, axes, keepdims), _average(x_dot, axes, keepdims)  # linear: y_dot = mean(x_dot)
+
+
+mean = make_layer(mean_auto, mean_fwd, mean_bwd, name="mean", jvp=mean_jvp)
 
 
 # global_avg_pool ------------------------------------------------------------------------------------------
@@ -112,5 +128,10 @@ def global_avg_pool_bwd(res, y_bar):
     return (_spread(y_bar, like, _POOL_AXES, False),)
 
 
+def global_avg_pool_jvp(primals, tangents):
+    (x,), (x_dot,) = primals, tangents
+    return global_avg_pool_auto(x), _average(x_dot, _POOL_AXES, False)  # linear: the pool of x_dot
+
+
 global_avg_pool = make_layer(global_avg_pool_auto, global_avg_pool_fwd, global_avg_pool_bwd,
-                             name="global_avg_pool")
+                             name="global_avg_pool", jvp=global_avg_pool_jvp)

@@ -60,6 +60,21 @@ def _first_entry_only(y_bar, like):
     return jnp.where(hit[None, :, :, None], y_bar, 0.0)
 
 
+def _mean_jvp_mutant(tangent):
+    """A mean jvp whose ``y_dot = tangent(x_dot, axes, keepdims)``."""
+    def jvp(primals, tangents, *, axis=None, keepdims=False):
+        (x,), (x_dot,) = primals, tangents
+        return mean.auto(x, axis=axis, keepdims=keepdims), tangent(x_dot, _axes("mean", axis, x.ndim), keepdims)
+    return jvp
+
+
+def _pool_jvp_mutant(tangent):
+    def jvp(primals, tangents):
+        (x,), (x_dot,) = primals, tangents
+        return global_avg_pool.auto(x), tangent(x_dot)
+    return jvp
+
+
 def _check_shape_and_value(shape, value):
     def check(y, cots):
         assert cots[0].shape == shape, (cots[0].shape, shape)
@@ -130,6 +145,9 @@ MEAN = LayerInfo(
         Mutant("sum's rule (no 1/M)", _mean_mutant(lambda kept, like, axes: kept)),
         Mutant("divided by the first reduced axis's size only", _mean_mutant(_first_axis_count)),
         Mutant("divided by x.size", _mean_mutant(lambda kept, like, axes: kept / max(math.prod(like.shape), 1))),
+        Mutant("jvp: sum's tangent (no 1/M)", jvp=_mean_jvp_mutant(lambda t, axes, keep: jnp.sum(t, axes, keepdims=keep))),
+        Mutant("jvp: divided by x.size", jvp=_mean_jvp_mutant(
+            lambda t, axes, keep: jnp.sum(t, axes, keepdims=keep) / max(t.size, 1))),
     ),
 )
 
@@ -155,6 +173,8 @@ GLOBAL_AVG_POOL = LayerInfo(
         Mutant("sum's rule (no 1/(H W))", _pool_mutant(lambda g, like: g)),
         Mutant("divided by H only", _pool_mutant(lambda g, like: g / like.shape[1])),
         Mutant("gradient to the first pixel only", _pool_mutant(_first_entry_only)),
+        Mutant("jvp: sum over H and W (no 1/(H W))", jvp=_pool_jvp_mutant(lambda t: jnp.sum(t, (1, 2)))),
+        Mutant("jvp: the first pixel's tangent", jvp=_pool_jvp_mutant(lambda t: t[:, 0, 0, :])),
     ),
 )
 
