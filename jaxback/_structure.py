@@ -25,6 +25,17 @@ identity(x): y = x, x_bar = y_bar (a branch that passes its input through, in ``
 
 reshape(x, shape=...): y = x.reshape(shape) (row-major);  x_bar = y_bar.reshape(x.shape).
 
+Forward mode. Each of these maps is linear in its input (a copy, a sum, a concatenation, a pick, a
+reshape), so perturbing the input along a tangent moves the output by the same map of the tangent,
+exactly (no higher-order terms): the tangent of a copy is a copy of the tangent, and so on.
+
+  Tangent   fan_out        y_dot = (x_dot, ..., x_dot)                num copies
+            fan_in_sum     y_dot = x_dot_1 + ... + x_dot_n
+            fan_in_concat  y_dot = concatenate(xs_dot, axis)          (..., c_1 + ... + c_n, ...)
+            select         y_dot = xs_dot[index]
+            identity       y_dot = x_dot
+            reshape        y_dot = x_dot.reshape(shape)
+
 Residuals: only static shapes and dtypes (``Like``, zero bytes; ``select`` keeps every element's, and
 its sharding, to rebuild the zeros), and nothing for ``identity``. Each cotangent is cast to its primal's dtype.
 NOTE (sharding): select's zeros keep each element's sharding too (``_sharding.ZeroCotangent``): under
@@ -79,7 +90,12 @@ def fan_out_bwd(res, y_bar, *, num=2):
     return (x_bar.astype(res.dtype),)
 
 
-fan_out = make_layer(fan_out_auto, fan_out_fwd, fan_out_bwd, name="fan_out")
+def fan_out_jvp(primals, tangents, *, num=2):
+    (x,), (x_dot,) = primals, tangents
+    return fan_out_auto(x, num=num), (x_dot,) * num  # every copy moves with x
+
+
+fan_out = make_layer(fan_out_auto, fan_out_fwd, fan_out_bwd, name="fan_out", jvp=fan_out_jvp)
 
 
 # fan_in_sum ---------------------------------------------------------------------------------------
@@ -104,7 +120,13 @@ def fan_in_sum_bwd(res, y_bar):
     return (tuple(y_bar.astype(like.dtype) for like in res),)  # copied to every branch
 
 
-fan_in_sum = make_layer(fan_in_sum_auto, fan_in_sum_fwd, fan_in_sum_bwd, name="fan_in_sum")
+def fan_in_sum_jvp(primals, tangents):
+    (xs,), (xs_dot,) = primals, tangents
+    y = fan_in_sum_auto(xs)
+    return y, fan_in_sum_auto(xs_dot).astype(y.dtype)  # y_dot = x_dot_1 + ... + x_dot_n
+
+
+fan_in_sum = make_layer(fan_in_sum_auto, fan_in_sum_fwd, fan_in_sum_bwd, name="fan_in_sum", jvp=fan_in_sum_jvp)
 
 
 # fan_in_concat ------------------------------------------------------------------------------------
@@ -133,7 +155,14 @@ def fan_in_concat_bwd(res, y_bar, *, axis=-1):
     return (tuple(y_bar[take(i)].astype(like.dtype) for i, like in enumerate(res)),)
 
 
-fan_in_concat = make_layer(fan_in_concat_auto, fan_in_concat_fwd, fan_in_concat_bwd, name="fan_in_concat")
+def fan_in_concat_jvp(primals, tangents, *, axis=-1):
+    (xs,), (xs_dot,) = primals, tangents
+    y = fan_in_concat_auto(xs, axis=axis)
+    return y, jnp.concatenate(xs_dot, axis=_concat_axis(xs, axis)).astype(y.dtype)
+
+
+fan_in_concat = make_layer(fan_in_concat_auto, fan_in_concat_fwd, fan_in_concat_bwd, name="fan_in_concat",
+                           jvp=fan_in_concat_jvp)
 
 
 # select -------------------------------------------------------------------------------------------
@@ -157,7 +186,12 @@ def select_bwd(res, y_bar, *, index=0):
     return (tuple(picked if i == index else zeros(like) for i, like in enumerate(res)),)
 
 
-select = make_layer(select_auto, select_fwd, select_bwd, name="select")
+def select_jvp(primals, tangents, *, index=0):
+    (xs,), (xs_dot,) = primals, tangents
+    return select_auto(xs, index=index), xs_dot[index]  # the other elements' tangents go nowhere
+
+
+select = make_layer(select_auto, select_fwd, select_bwd, name="select", jvp=select_jvp)
 
 
 # identity and reshape -----------------------------------------------------------------------------
@@ -174,7 +208,12 @@ def identity_bwd(res, y_bar):
     return (y_bar,)
 
 
-identity = make_layer(identity_auto, identity_fwd, identity_bwd, name="identity")
+def identity_jvp(primals, tangents):
+    (x,), (x_dot,) = primals, tangents
+    return x, x_dot
+
+
+identity = make_layer(identity_auto, identity_fwd, identity_bwd, name="identity", jvp=identity_jvp)
 
 
 def reshape_auto(x, *, shape):
@@ -195,4 +234,10 @@ def reshape_bwd(res, y_bar, *, shape):
     return (y_bar.reshape(res.shape).astype(res.dtype),)
 
 
-reshape = make_layer(reshape_auto, reshape_fwd, reshape_bwd, name="reshape")
+def reshape_jvp(primals, tangents, *, shape):
+    (x,), (x_dot,) = primals, tangents
+    y = reshape_auto(x, shape=shape)
+    return y, x_dot.reshape(y.shape)
+
+
+reshape = make_layer(reshape_auto, reshape_fwd, reshape_bwd, name="reshape", jvp=reshape_jvp)

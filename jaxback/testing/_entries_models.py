@@ -48,6 +48,13 @@ def _assert_zero(a):
 
 
 # structural layers --------------------------------------------------------------------------------
+def _tangent_mutant(layer, tangent):
+    """A jvp of ``layer`` (one positional argument) whose tangent is ``tangent(x_dot, **hyper)``."""
+    def jvp(primals, tangents, **hyper):
+        return layer.auto(*primals, **hyper), tangent(*tangents, **hyper)
+    return jvp
+
+
 def _structural(layer, sample_args, shapes, mutants, errors, hypers=({},), edges=()):
     return LayerInfo(layer, sample_args, shapes, hypers, ("wide", "extreme", "inf"), edges, errors, mutants,
                      bench_shape=None)
@@ -56,7 +63,10 @@ def _structural(layer, sample_args, shapes, mutants, errors, hypers=({},), edges
 FAN_OUT = _structural(
     st.fan_out, lambda rng, dt, shape, kind: _arrays(rng, dt, shape, kind), SHAPES,
     (Mutant("keeps one branch", lambda res, y_bar, num=2: (y_bar[0].astype(res.dtype),)),
-     Mutant("averages the branches", lambda res, y_bar, num=2: ((sum(y_bar) / len(y_bar)).astype(res.dtype),))),
+     Mutant("averages the branches", lambda res, y_bar, num=2: ((sum(y_bar) / len(y_bar)).astype(res.dtype),)),
+     Mutant("jvp: the tangent on the first copy only", jvp=_tangent_mutant(
+         st.fan_out, lambda t, num=2: (t,) + (jnp.zeros_like(t),) * (num - 1))),
+     Mutant("jvp: the tangent split among the copies", jvp=_tangent_mutant(st.fan_out, lambda t, num=2: (t / num,) * num))),
     (ErrorCase("num is 0", lambda: (jnp.ones(3),), ValueError, r"fan_out: num must be a Python int >= 1", {"num": 0}),),
     ({}, {"num": 3}),
     (EdgeCase("one branch", lambda dt: (jnp.ones(3, dt),), "num=1 is the identity: x_bar = y_bar[0]",
@@ -65,7 +75,9 @@ FAN_OUT = _structural(
 FAN_IN_SUM = _structural(
     st.fan_in_sum, lambda rng, dt, shape, kind: (_arrays(rng, dt, shape, kind, 3),), SHAPES,
     (Mutant("first branch only", lambda res, y_bar: ((y_bar,) + tuple(jnp.zeros(l.shape, l.dtype) for l in res[1:]),)),
-     Mutant("splits y_bar evenly", lambda res, y_bar: (tuple(y_bar / len(res) for _ in res),))),
+     Mutant("splits y_bar evenly", lambda res, y_bar: (tuple(y_bar / len(res) for _ in res),)),
+     Mutant("jvp: the first branch's tangent only", jvp=_tangent_mutant(st.fan_in_sum, lambda ts: ts[0])),
+     Mutant("jvp: the mean of the tangents", jvp=_tangent_mutant(st.fan_in_sum, lambda ts: sum(ts) / len(ts)))),
     (ErrorCase("shapes differ", lambda: ((jnp.ones(3), jnp.ones(4)),), ValueError,
                r"fan_in_sum: every branch must have the same shape"),
      ErrorCase("not a tuple", lambda: (jnp.ones(3),), TypeError, r"fan_in_sum: xs must be a tuple")),
@@ -88,7 +100,11 @@ FAN_IN_CONCAT = _structural(
     (Mutant("split off by one", _split_off_by_one),
      Mutant("swapped branches", lambda res, y_bar, axis=-1: (
          (y_bar[..., -res[0].shape[-1]:], y_bar[..., :res[1].shape[-1]]) if res[0].shape == res[1].shape
-         else (y_bar[..., res[1].shape[-1]:], y_bar[..., :res[1].shape[-1]]),))),
+         else (y_bar[..., res[1].shape[-1]:], y_bar[..., :res[1].shape[-1]]),)),
+     Mutant("jvp: branches' tangents in reverse order", jvp=_tangent_mutant(
+         st.fan_in_concat, lambda ts, axis=-1: jnp.concatenate(ts[::-1], axis))),
+     Mutant("jvp: the last branch's tangent zeroed", jvp=_tangent_mutant(
+         st.fan_in_concat, lambda ts, axis=-1: jnp.concatenate(ts[:-1] + (jnp.zeros_like(ts[-1]),), axis)))),
     (ErrorCase("axis out of range", lambda: ((jnp.ones(3), jnp.ones(3)),), ValueError,
                r"fan_in_concat: axis=2 must index every branch", {"axis": 2}),),
     edges=(EdgeCase("an empty branch", lambda dt: ((jnp.ones((2, 0), dt), jnp.ones((2, 3), dt)),),
@@ -99,7 +115,9 @@ SELECT = _structural(
     st.select, lambda rng, dt, shape, kind: (_arrays(rng, dt, shape, kind, 2),), SHAPES,
     (Mutant("gradient to the wrong element", lambda res, y_bar, index=0: (
         (jnp.zeros(res[0].shape, res[0].dtype), y_bar.astype(res[1].dtype)),)),
-     Mutant("gradient to every element", lambda res, y_bar, index=0: ((y_bar, y_bar),))),
+     Mutant("gradient to every element", lambda res, y_bar, index=0: ((y_bar, y_bar),)),
+     Mutant("jvp: the tangent of the wrong element", jvp=_tangent_mutant(st.select, lambda ts, index=0: ts[1 - index])),
+     Mutant("jvp: the sum of every element's tangent", jvp=_tangent_mutant(st.select, lambda ts, index=0: ts[0] + ts[1]))),
     (ErrorCase("index out of range", lambda: ((jnp.ones(3),),), ValueError, r"select: index must be < len\(xs\) = 1",
                {"index": 1}),),
     edges=(EdgeCase("the other element", lambda dt: ((jnp.ones(3, dt), jnp.ones(2, dt)),),
@@ -109,7 +127,9 @@ SELECT = _structural(
 IDENTITY = _structural(
     st.identity, lambda rng, dt, shape, kind: _arrays(rng, dt, shape, kind), SHAPES,
     (Mutant("zero gradient", lambda res, y_bar: (jnp.zeros_like(y_bar),)),
-     Mutant("sign flip", lambda res, y_bar: (-y_bar,))),
+     Mutant("sign flip", lambda res, y_bar: (-y_bar,)),
+     Mutant("jvp: zero tangent", jvp=_tangent_mutant(st.identity, jnp.zeros_like)),
+     Mutant("jvp: sign flip", jvp=_tangent_mutant(st.identity, lambda t: -t))),
     (ErrorCase("misspelt keyword", lambda: (jnp.ones(3),), TypeError, r"identity: unknown keyword argument\(s\) 'axis'",
                {"axis": 0}),),
     edges=(EdgeCase("inf and nan pass through", lambda dt: (jnp.asarray([jnp.inf, -jnp.inf, jnp.nan], dt),),
@@ -118,7 +138,9 @@ IDENTITY = _structural(
 RESHAPE = _structural(
     st.reshape, lambda rng, dt, shape, kind: _arrays(rng, dt, shape, kind), ((4, 3), (2, 2, 3)),
     (Mutant("transposed back", lambda res, y_bar, shape: (y_bar.T.reshape(res.shape),)),
-     Mutant("reversed", lambda res, y_bar, shape: (y_bar.reshape(-1)[::-1].reshape(res.shape),))),
+     Mutant("reversed", lambda res, y_bar, shape: (y_bar.reshape(-1)[::-1].reshape(res.shape),)),
+     Mutant("jvp: transposed before the reshape", jvp=_tangent_mutant(st.reshape, lambda t, shape: t.T.reshape(shape))),
+     Mutant("jvp: reversed", jvp=_tangent_mutant(st.reshape, lambda t, shape: t.reshape(-1)[::-1].reshape(shape)))),
     (ErrorCase("sizes differ", lambda: (jnp.ones((4, 3)),), ValueError, r"reshape: cannot reshape x shape=\(4, 3\)",
                {"shape": (5, -1)}),),
     ({"shape": (-1,)}, {"shape": (3, -1)}),
