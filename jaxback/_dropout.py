@@ -17,6 +17,13 @@ dL/dx[i] = y_bar[i] * dy[i]/dx[i], the *same* masking-and-scaling applied to ``y
             x_bar = where(keep, y_bar / (1 - rate), 0)         (...)
             key_bar = None                                     (a key has no gradient)
 
+Forward mode. For a fixed key y is linear in x, so the tangent gets the same masking and scaling,
+with the same mask: the jvp draws it once, for y and y_dot together. The key has no tangent.
+
+  Tangent   x_dot: (...)
+            keep  = bernoulli(key, 1 - rate, x.shape)          (the forward's mask)
+            y_dot = where(keep, x_dot / (1 - rate), 0)         (...)
+
 Residuals: the key alone (2 uint32 words), never the mask. Autodiff of ``auto`` saves the mask,
 ``x.size`` booleans (and, on jax 0.10.2, an x-sized float array besides); regenerating it costs one pass of the random-bit generator, elementwise work
 like the scaling itself, and frees O(x.size) memory between forward and backward for every dropout
@@ -99,4 +106,13 @@ def dropout_bwd(res, y_bar, *, rate=0.5, training=True):
     return x_bar, None
 
 
-dropout = make_layer(dropout_auto, dropout_fwd, dropout_bwd, name=NAME, roles=("x", "key"))
+def dropout_jvp(primals, tangents, *, rate=0.5, training=True):
+    (x, key), (x_dot, _) = primals, tangents  # the key has no tangent
+    _check(x, key, rate, training)
+    if _is_identity(rate, training):
+        return x, x_dot
+    keep = _keep_mask(key, rate, x.shape)  # one mask for y and y_dot
+    return _mask_and_scale(x, keep, rate), _mask_and_scale(x_dot, keep, rate)
+
+
+dropout = make_layer(dropout_auto, dropout_fwd, dropout_bwd, name=NAME, roles=("x", "key"), jvp=dropout_jvp)

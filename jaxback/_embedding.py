@@ -22,6 +22,13 @@ looked up gets 0. ``ids`` are integers: no gradient (``None``; JAX hands the cal
             table_bar = zeros(V, D).at[ids].add(y_bar)     (V, D)   (out-of-range ids dropped)
             ids_bar   = None
 
+Forward mode. y is linear in the table (the ids only choose rows), so moving the table along a
+tangent table_dot moves each looked-up row by the same row of table_dot: the tangent is gathered
+exactly as y is. ``ids`` are integers: they have no tangent.
+
+  Tangent   table_dot: (V, D)
+            y_dot = table_dot[ids]                       (*S, D)   (out-of-range ids: 0)
+
 Residuals: ``ids`` (S integers) and a (V, 0) zero-size array that carries the table's row count and
 dtype in 0 bytes. The table itself is not needed: the rule never reads its values. Autodiff saves
 the ids too (see the report in the tests); neither saves anything of size (*S, D).
@@ -33,7 +40,9 @@ disagree. We follow ``jnp.take(..., mode="fill")`` in both ``auto`` and the hand
 the end as for every NumPy/JAX array (-1 is row V-1), and any other id reads a row of NaN and sends
 no gradient anywhere (``.at[ids].add(..., mode="drop")``). NaN rather than a clamped row because a
 bad id (a padding -100, a vocabulary off by one) should poison the loss visibly, not silently train
-row 0 or row V-1. Ids are not checked for range: their values are unknown at trace time.
+row 0 or row V-1. Ids are not checked for range: their values are unknown at trace time. Such an
+id's tangent is 0, not NaN: the NaN is a constant fill, not a row of the table (autodiff's tangent
+gathers with ``fill_value=0`` too).
 NOTE (precision): rows are summed in at least float32 and cast to the table's dtype at the end, so
 a bfloat16 row looked up thousands of times does not lose its gradient to rounding (autodiff sums
 in bfloat16).
@@ -105,5 +114,12 @@ def embedding_bwd(res, y_bar):
     return EmbeddingParams(table_bar.astype(dtype)), None
 
 
+def embedding_jvp(primals, tangents):
+    (params, ids), (params_dot, _) = primals, tangents  # ids: integers, no tangent
+    y = embedding_auto(params, ids)
+    y_dot = jnp.take(params_dot.table, ids, axis=0, mode="fill", fill_value=0)  # gathered as y is
+    return y, y_dot.astype(y.dtype)
+
+
 embedding = make_layer(embedding_auto, embedding_fwd, embedding_bwd, name=NAME, init=embedding_init,
-                       infer=embedding_infer)
+                       infer=embedding_infer, jvp=embedding_jvp)

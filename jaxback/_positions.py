@@ -15,6 +15,12 @@ sequence n at position t, so its gradient sums those N uses; rows t >= T are not
             x_bar     = y_bar                                 (N, T, D)
             table_bar = pad(y_bar.sum(0), rows T..L-1 zero)   (L, D)
 
+Forward mode. y is linear in (x, table): moving x along x_dot and the table along table_dot moves
+y by the sum of the two, and rows t >= T of table_dot move nothing:
+
+  Tangent   x_dot: (N, T, D), table_dot: (L, D)
+            y_dot = x_dot + table_dot[:T]                     (N, T, D)
+
 Residuals: a (L, 0) zero-size token for the table's row count and dtype, and x's dtype (0 bytes).
 """
 
@@ -78,5 +84,12 @@ def position_embedding_bwd(res, y_bar):
     return PositionParams(table_bar.astype(rows_token.dtype)), y_bar.astype(x_like.dtype)
 
 
+def position_embedding_jvp(primals, tangents):
+    (params, x), (params_dot, x_dot) = primals, tangents
+    y = position_embedding_auto(params, x)
+    return y, (x_dot + params_dot.table[: x.shape[1]]).astype(y.dtype)
+
+
 position_embedding = make_layer(position_embedding_auto, position_embedding_fwd, position_embedding_bwd, name=NAME,
-                                init=position_embedding_init, infer=position_embedding_infer)
+                                init=position_embedding_init, infer=position_embedding_infer,
+                                jvp=position_embedding_jvp)

@@ -61,6 +61,14 @@ def _embedding_mutant(edit):
     return bwd
 
 
+def _embedding_jvp_mutant(tangent):
+    """An embedding jvp whose ``y_dot = tangent(table, table_dot, ids)``."""
+    def jvp(primals, tangents):
+        (params, ids), (params_dot, _) = primals, tangents
+        return embedding.auto(params, ids), tangent(params.table, params_dot.table, ids)
+    return jvp
+
+
 EMBEDDING = LayerInfo(
     layer=embedding,
     sample_args=_embedding_args,
@@ -96,6 +104,10 @@ EMBEDDING = LayerInfo(
                _embedding_mutant(lambda ids, g, z: z.at[ids].add(g, mode="drop") / max(ids.size, 1))),
         Mutant("wrong dtype: table_bar in float32",
                _embedding_mutant(lambda ids, g, z: z.at[ids].add(g, mode="drop").astype(jnp.float32))),
+        Mutant("jvp: the table's rows, not its tangent's", jvp=_embedding_jvp_mutant(
+            lambda table, table_dot, ids: jnp.take(table, ids, axis=0, mode="fill", fill_value=0))),
+        Mutant("jvp: negative ids clamped to row 0", jvp=_embedding_jvp_mutant(
+            lambda table, table_dot, ids: jnp.take(table_dot, ids, axis=0, mode="clip"))),
     ),
     notes="ids are not differentiable (float0 cotangent). Out-of-range ids give NaN rows, so "
           "sample_args draws ids in [-V, V) and the NaN convention is checked by an edge case.",
@@ -146,6 +158,15 @@ def _mask_from(key, g, rate):
     return _keep_mask(key, rate, g.shape)
 
 
+def _dropout_jvp_mutant(edit):
+    """The right jvp except ``y_dot = edit(key, x_dot, rate)``; identity settings stay right."""
+    def jvp(primals, tangents, *, rate=0.5, training=True):
+        (x, key), (x_dot, _) = primals, tangents
+        y = dropout.auto(x, key, rate=rate, training=training)
+        return y, (x_dot if rate == 0 or not training else edit(key, x_dot, rate))
+    return jvp
+
+
 DROPOUT = LayerInfo(
     layer=dropout,
     sample_args=_dropout_args,
@@ -188,6 +209,10 @@ DROPOUT = LayerInfo(
         Mutant("mask not applied", _dropout_mutant(lambda key, g, rate: g / (1.0 - rate))),
         Mutant("inverted mask", _dropout_mutant(lambda key, g, rate: _mask_and_scale(
             g, ~_mask_from(key, g, rate), rate))),
+        Mutant("jvp: missing the 1 / (1 - rate) factor",
+               jvp=_dropout_jvp_mutant(lambda key, t, rate: jnp.where(_mask_from(key, t, rate), t, 0.0))),
+        Mutant("jvp: a fresh mask from another key", jvp=_dropout_jvp_mutant(lambda key, t, rate: _mask_and_scale(
+            t, _keep_mask(jax.random.fold_in(key, 1), rate, t.shape), rate))),
     ),
     notes="key is not differentiable (float0 cotangent). The mask is a function of (key, rate, shape): "
           "under vmap with an unbatched key every example gets the same mask (split keys for different ones).",

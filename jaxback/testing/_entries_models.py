@@ -155,6 +155,14 @@ def _position_args(rng, dtype, shape, kind):
             jnp.asarray(values(rng, shape, kind), dtype))
 
 
+def _position_jvp_mutant(tangent):
+    """A position_embedding jvp whose ``y_dot = tangent(x_dot, table_dot)``."""
+    def jvp(primals, tangents):
+        (params, x), (params_dot, x_dot) = primals, tangents
+        return position_embedding.auto(params, x), tangent(x_dot, params_dot.table)
+    return jvp
+
+
 POSITIONS = LayerInfo(
     position_embedding, _position_args, ((2, 3, 4), (1, 5, 2)), value_kinds=("wide", "extreme"),
     error_cases=(ErrorCase("sequence longer than the table", lambda: (PositionParams(jnp.ones((2, 4))), jnp.ones((1, 3, 4))),
@@ -163,7 +171,10 @@ POSITIONS = LayerInfo(
                  PositionParams(jnp.pad(y_bar.mean(0), ((0, res[0].shape[0] - y_bar.shape[1]), (0, 0)))), y_bar)),
              Mutant("unused rows get gradient", lambda res, y_bar: (
                  PositionParams(jnp.pad(y_bar.sum(0), ((0, res[0].shape[0] - y_bar.shape[1]), (0, 0)), constant_values=1.0)),
-                 y_bar))),
+                 y_bar)),
+             Mutant("jvp: the table's tangent dropped", jvp=_position_jvp_mutant(lambda x_dot, table_dot: x_dot)),
+             Mutant("jvp: the table's last T rows", jvp=_position_jvp_mutant(
+                 lambda x_dot, table_dot: x_dot + table_dot[table_dot.shape[0] - x_dot.shape[1]:]))),
     edge_cases=(EdgeCase("unused rows", lambda dt: (PositionParams(jnp.ones((5, 2), dt)), jnp.ones((3, 2, 2), dt)),
                          "rows T..L-1 of the table get exact zeros", lambda y, cots: _assert_zero(cots[0].table[2:])),))
 
