@@ -16,6 +16,13 @@ log_softmax.  Forward   y[j] = x[j] - lse,   lse = log sum_k exp(x[k])
 
   Backward  x_bar = y_bar - exp(y) * sum(y_bar, axis)             keepdims
 
+Both rules are functions of the output. Yet we do not save ``y`` (a new array of x's size): we save
+the input ``x`` (alive anyway, as the previous layer's output) and ``lse`` (one number per slice),
+and recompute ``y = exp(x - lse)`` (or ``x - lse``) in the backward. Under ``jit`` that
+recomputation fuses into the backward's loops, while a saved ``y`` has to be materialised: measured
+with ``benchmarks/memory_audit.py`` on 1024 x 1024 float32, the jitted gradient's temp memory is
+4 MiB when saving y and 4 KiB when saving (x, lse) (autodiff: 12 KiB).
+
 Forward mode. Move x along a tangent x_dot (x's shape); to first order each output moves by
 sum_i dy[j]/dx[i] * x_dot[i], the same Jacobians as above, now applied from the other side:
 
@@ -25,16 +32,9 @@ softmax.      sum_i y[j] (delta_ij - y[i]) x_dot[i] = y[j] x_dot[j] - y[j] sum_i
 log_softmax.  sum_i (delta_ij - exp(y[i])) x_dot[i] = x_dot[j] - sum_i softmax(x)[i] x_dot[i]
   Tangent   y_dot = x_dot - sum(exp(x - lse) * x_dot, axis)      keepdims
 
-The tangent rules need the forward's ``lse`` (or ``y``) and nothing else: they run beside the forward,
-so nothing is saved. At a -inf input softmax is 0 and so is its tangent; log_softmax is -inf there and
-its tangent is x_dot minus the weighted mean, as autodiff's.
-
-Both rules are functions of the output. Yet we do not save ``y`` (a new array of x's size): we save
-the input ``x`` (alive anyway, as the previous layer's output) and ``lse`` (one number per slice),
-and recompute ``y = exp(x - lse)`` (or ``x - lse``) in the backward. Under ``jit`` that
-recomputation fuses into the backward's loops, while a saved ``y`` has to be materialised: measured
-with ``benchmarks/memory_audit.py`` on 1024 x 1024 float32, the jitted gradient's temp memory is
-4 MiB when saving y and 4 KiB when saving (x, lse) (autodiff: 12 KiB).
+Each tangent rule runs beside the forward and reuses its ``lse`` (softmax: its ``y``). At a -inf input
+softmax is 0 and so is its tangent; log_softmax is -inf there and its tangent is x_dot minus the
+softmax-weighted sum, as autodiff's.
 
 NOTE (stability): the forward subtracts the row maximum before ``exp`` (softmax is unchanged by a
 shift), so huge logits never overflow; ``auto`` wraps that maximum in ``stop_gradient``, which is
@@ -96,7 +96,7 @@ def softmax_bwd(res, y_bar, axis=-1):
 
 def softmax_jvp(primals, tangents, axis=-1):
     (x,), (x_dot,) = primals, tangents
-    y, _ = softmax_fwd(x, axis)                           # y = exp(x - lse)
+    y, _ = softmax_fwd(x, axis=axis)                      # y = exp(x - lse)
     y_dot = y * (x_dot - jnp.sum(y * x_dot, axis=axis, keepdims=True))
     return y, y_dot.astype(y.dtype)
 
@@ -125,7 +125,7 @@ def log_softmax_bwd(res, y_bar, axis=-1):
 
 def log_softmax_jvp(primals, tangents, axis=-1):
     (x,), (x_dot,) = primals, tangents
-    y, (_, lse) = log_softmax_fwd(x, axis)                # y = x - lse
+    y, (_, lse) = log_softmax_fwd(x, axis=axis)           # y = x - lse
     y_dot = x_dot - jnp.sum(jnp.exp(x - lse) * x_dot, axis=axis, keepdims=True)  # exp(x - lse) = softmax(x)
     return y, y_dot.astype(y.dtype)
 
