@@ -93,8 +93,7 @@ class Node(NamedTuple):
     ``paths(tree, prefix) -> [(path, leaf)]`` for a params or state tree. ``children``: the
     ``(path segment, Node)`` pairs below a combinator (for ``help(model)``); ``keywords``: the
     per-call array keywords a layer's own forward takes (a combinator's are its children's);
-    ``layer``: a leaf's own Layer. ``own_vjp``: a combinator whose vjp mode is a ``custom_vjp`` of
-    its own (remat): no forward mode through it, whatever its children have.
+    ``layer``: a leaf's own Layer.
     """
 
     kind: str
@@ -107,7 +106,6 @@ class Node(NamedTuple):
     children: tuple = ()
     keywords: frozenset = frozenset()
     layer: Optional[Layer] = None  # a leaf's Layer (None for a combinator)
-    own_vjp: bool = False
 
 
 def accepted_keywords(node: Node) -> frozenset:
@@ -124,9 +122,7 @@ def layer_paths(node: Node, prefix: str) -> list:
 
 def layers_without_jvp(node: Node, prefix: str) -> list:
     """The path of every layer under ``node`` that has no hand JVP: forward mode (``jax.jvp``)
-    through the model fails there. A combinator with a custom_vjp of its own (``own_vjp``) is one."""
-    if node.own_vjp:
-        return [prefix]
+    through the model fails there."""
     if not node.children:
         return [prefix] if node.layer is not None and node.layer.jvp is None else []
     return [p for segment, n in node.children for p in layers_without_jvp(n, prefix + segment)]

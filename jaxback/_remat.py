@@ -94,8 +94,7 @@ def remat(inner) -> Model:
         return _vjp_rule(node_in.run, fwd, bwd, ctx, segment)(params, state, x, ctx.key, dict(ctx.inputs))
 
     paths = lambda tree, prefix: node_in.paths(tree, prefix + segment)
-    node = Node("remat", node_in.has_state, init, run, fwd, bwd, paths, children=((segment, node_in),),
-                own_vjp=True)  # _vjp_rule: a custom_vjp, so jax.jvp raises through remat
+    node = Node("remat", node_in.has_state, init, run, fwd, bwd, paths, children=((segment, node_in),))
     return make_model(node, (node_in.kind,))
 
 
