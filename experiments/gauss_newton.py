@@ -177,8 +177,9 @@ def eigen_section(args, model, unravel, thetas: dict, train) -> str:
     return "\n".join([
         "## The top eigenvalue of G", "",
         f"{args.power_iters} power iterations v <- G v / \\|G v\\| from one random v, the Rayleigh quotient "
-        f"v . G v at the end; hand and auto run the same iteration with their own G v. Gradient descent on the "
-        f"quadratic model is stable for learning rates below 2 / (top eigenvalue).", "", table(head, rows)])
+        f"v . G v at the end; hand and auto run the same iteration with their own G v. G shrinks as the "
+        f"softmax saturates: where p is nearly one-hot, H_L = (diag(p) - p p^T) / N is nearly 0.", "",
+        table(head, rows)])
 
 
 def jacobian_section(args, model, unravel, theta, test) -> str:
@@ -228,8 +229,9 @@ def main(argv=None):
     parser.add_argument("--adam-lrs", type=float, nargs="+", default=[3e-3, 1e-2, 3e-2, 1e-1])
     parser.add_argument("--long-factor", type=int, default=10, help="Adam's long run: this many times the steps.")
     parser.add_argument("--power-iters", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds.")
-    parser.add_argument("--reps", type=int, default=20, help="calls per variant per round.")
+    parser.add_argument("--rounds", type=int, default=25, help="interleaved timing rounds.")
+    parser.add_argument("--reps", type=int, default=5, help="calls per variant per round (short rounds: the "
+                        "ratios compare calls made close together on a shared machine).")
     parser.add_argument("--size", choices=("small", "tiny"), default="small", help="models.mlp's size (hidden 64 or 8).")
     parser.add_argument("--train-limit", type=int, default=None, help="the first this many training images.")
     parser.add_argument("--seed", type=int, default=0)
