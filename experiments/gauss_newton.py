@@ -97,26 +97,29 @@ def products_section(args, model, unravel, theta0, train) -> tuple[str, float]:
            for what, f in products(args).items() for hand in (True, False)}
     outputs = {key: np.asarray(f(*train, theta0, v)) for key, (f, _) in fns.items()}
     calls = {key: functools.partial(lambda f: block(f(*train, theta0, v)), f) for key, (f, _) in fns.items()}
-    summary = ratio_summary(interleaved(calls, args.rounds, args.reps), next(iter(fns)))
-    rows = [[what, "hand" if hand else "auto", fns[what, hand][1], f"{median * 1e3:.3g}",
-             f"{ratio:.2f} ({low:.2f}-{high:.2f})",
-             f"{relative(outputs[what, True], outputs[what, False]):.1e}" if hand else "reference"]
-            for (what, hand), (median, ratio, low, high) in summary.items()]
-    head = ["computes", "rules", "matmuls", "ms (median)", "x hand gradient (median, min-max of rounds)",
-            "max\\|hand - auto\\| / max\\|auto\\|"]
+    times = interleaved(calls, args.rounds, args.reps)
+    summary = ratio_summary(times, next(iter(fns)))  # every variant against the hand gradient
+    rows = []
+    for what in products(args):
+        _, ratio, low, high = ratio_summary({"hand": times[what, True], "auto": times[what, False]}, "auto")["hand"]
+        rows.append([what, f"{fns[what, True][1]} / {fns[what, False][1]}", f"{summary[what, True][0] * 1e3:.3g}",
+                     f"{summary[what, False][0] * 1e3:.3g}", f"{ratio:.2f} ({low:.2f}-{high:.2f})",
+                     f"{summary[what, True][1]:.2f}", f"{relative(outputs[what, True], outputs[what, False]):.1e}"])
+    head = ["computes", "matmuls hand / auto", "ms hand", "ms auto", "hand / auto (median, min-max of rounds)",
+            "hand / hand gradient", "max\\|hand - auto\\| / max\\|auto\\|"]
     _, ggn, _, gn, adam = products(args)
     in_adam_steps = summary[gn, True][0] / summary[adam, True][0]
-    zeros = (" The hand G v's extra matmul multiplies an array of zeros: the tangent of the images x, which "
-             "are not perturbed, reaches the hand rules as zeros (the JVP contract instantiates JAX's symbolic "
-             "zeros) where autodiff drops the term." if fns[ggn, True][1] > fns[ggn, False][1] else "")
+    zeros = (" The hand programs' extra matmul multiplies an array of zeros, the tangent of the images x "
+             "(which are not perturbed), where autodiff drops the term as a symbolic zero: the hand JVP "
+             "contract instantiates symbolic zeros." if fns[ggn, True][1] > fns[ggn, False][1] else "")
     return "\n".join([
         "## G v and H v: hand rules against autodiff", "",
         f"At the start, a random direction v ({theta0.size} parameters), the {len(train[1])} training images, "
         f"float64. hand: the layers' hand JVPs and VJPs, H_L u in closed form; auto: `jax.jvp` / `jax.vjp` of "
         f"`model.auto`, H_L u by autodiff. Agreement: of the output (a step's: the new parameters). matmuls: "
         f"the dot products in XLA's compiled program.{zeros} Times: {args.rounds} interleaved rounds of "
-        f"{args.reps} calls, jitted (`benchmarks/_bench.py`); the ratio is to the hand gradient of the same "
-        f"round.", "", table(head, rows)]), in_adam_steps
+        f"{args.reps} calls, jitted (`benchmarks/_bench.py`): ms the median call, the ratios the median over "
+        f"rounds of the two calls' ratio in one round (the machine is shared).", "", table(head, rows)]), in_adam_steps
 
 
 def best_first_order(model, unravel, theta0, train, name: str, lrs, steps: int):
@@ -229,7 +232,7 @@ def main(argv=None):
     parser.add_argument("--adam-lrs", type=float, nargs="+", default=[3e-3, 1e-2, 3e-2, 1e-1])
     parser.add_argument("--long-factor", type=int, default=10, help="Adam's long run: this many times the steps.")
     parser.add_argument("--power-iters", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=25, help="interleaved timing rounds.")
+    parser.add_argument("--rounds", type=int, default=41, help="interleaved timing rounds.")
     parser.add_argument("--reps", type=int, default=5, help="calls per variant per round (short rounds: the "
                         "ratios compare calls made close together on a shared machine).")
     parser.add_argument("--size", choices=("small", "tiny"), default="small", help="models.mlp's size (hidden 64 or 8).")
