@@ -297,7 +297,7 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None, roles
     signature = _signature_or_none(auto)
     if signature is not None:
         object.__setattr__(layer, "__signature__", signature)
-    object.__setattr__(layer, "__doc__", _layer_doc(name, auto, init, signature))
+    object.__setattr__(layer, "__doc__", _layer_doc(name, auto, init, signature, jvp is not None))
     return layer
 
 
@@ -324,7 +324,7 @@ def _plain(signature) -> str:
     return re.sub(r"(: |-> )'([^']*)'", r"\1\2", str(signature))
 
 
-def _layer_doc(name: str, auto, init, signature) -> str:
+def _layer_doc(name: str, auto, init, signature, has_jvp: bool = False) -> str:
     """The docstring of a built Layer: signature, the module's summary, the forward's docstring."""
     module = inspect.getmodule(auto.func if isinstance(auto, functools.partial) else auto)
     summary = (inspect.getdoc(module) or "").split("\n", 1)[0] if module is not None else ""
@@ -334,7 +334,9 @@ def _layer_doc(name: str, auto, init, signature) -> str:
     where = f" The derivation: ``help({module.__name__})``." if module is not None else ""
     parts.append(
         f"A jaxback Layer: calling it runs the hand-derived VJP; ``.auto`` is the same forward for\n"
-        f"JAX autodiff; ``.fwd``/``.bwd`` are the two halves of the rule.{where}"
+        f"JAX autodiff; ``.fwd``/``.bwd`` are the two halves of the rule"
+        f"{'; ``.jvp`` is the hand forward-mode rule (jax.jvp, jacfwd and linearize use it)' if has_jvp else ''}."
+        f"{where}"
     )
     return "\n\n".join(p for p in parts if p)
 
