@@ -217,7 +217,7 @@ INTRO = (
     "(diag(p) - p p^T) / N per example; derived in `experiments/_curvature.py`) applied in closed form "
     "between them. The Hessian-vector product by forward over reverse, `jax.jvp(jax.grad(f))`, needs no "
     "hand JVP: the outer forward pass differentiates the hand VJPs' code with ordinary autodiff, and it "
-    "includes the model's own second derivatives, so H is indefinite where G is positive semi-definite. "
+    "includes the model's own second derivatives, so H may be indefinite where G never is (it is PSD). "
     "G is what a Gauss-Newton or Hessian-free optimiser inverts (by conjugate gradients, G v products "
     "only) and what power iteration reads the curvature from.")
 
