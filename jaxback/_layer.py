@@ -51,7 +51,8 @@ class Layer:
         argument of ``apply`` (``None`` for integer inputs such as labels). It receives the static
         hyperparameters only, not array keywords (see the module docstring).
       jvp: ``jvp(primals, tangents, **hyper) -> (y, y_dot)``, the hand-derived forward-mode rule
-        (``None``: the layer has none, and ``jax.jvp`` of it raises as for any ``custom_vjp``).
+        (``None``: the layer has none, and ``jax.jvp`` of it raises as for any ``custom_vjp``; a
+        model's is ``None`` too, and forward mode runs through its layers' own JVPs).
         ``primals`` is the tuple of positional arguments, ``tangents`` the same structure, with
         ``None`` for integer and key inputs; array keywords come as keywords (see ``_hand_rule``).
       init: ``init(key, ...) -> params`` for layers with parameters, else ``None``.

@@ -1,4 +1,4 @@
-"""Python code blocks of Markdown files, for the tests that run every example."""
+"""Python code blocks of Markdown files, for the tests that run every example; the measured pages' rules."""
 
 import pathlib
 import re
@@ -26,3 +26,36 @@ def run_or_compare(path: pathlib.Path, blocks, namespace: dict) -> dict:
             continue
         exec(compile(code, f"{path.name}:{line}", "exec"), namespace)
     return namespace
+
+
+MEASURED_ON = re.compile(r"^measured on: (?P<device>.+ \(\d+ cores\)|.+ \(GPU\)), jax \S+, jaxlib \S+, "
+                         r"(?:\S+ \S+, )*Python \d+\.\d+\.\d+, \d{4}-\d\d-\d\d$")
+
+
+def _tables(text: str) -> list[tuple[int, int]]:
+    """``[(first line, last line), ...]`` of each markdown table (consecutive lines starting with |)."""
+    lines, out, start = text.splitlines(), [], None
+    for i, line in enumerate(lines + [""]):
+        if line.startswith("|") and start is None:
+            start = i
+        elif not line.startswith("|") and start is not None:
+            out.append((start, i - 1))
+            start = None
+    return out
+
+
+def check_measured_tables(text: str, name: str) -> None:
+    """A measured page's rules: exactly one "measured on" line between a table and the one before
+    it, two lines above the table (the line, a blank, the table), and no dated prose anywhere else."""
+    lines = text.splitlines()
+    tables = _tables(text)
+    assert tables, f"{name} has no table"
+    previous_end = -1
+    for start, end in tables:
+        headers = [line for line in lines[previous_end + 1:start] if line.startswith("measured on:")]
+        assert len(headers) == 1 and lines[start - 2] == headers[0], f"{name}:{start + 1}: {headers}"
+        assert MEASURED_ON.match(headers[0]), headers[0]
+        previous_end = end
+    dated = [line for line in lines if re.search(r"\b\d{4}-\d\d-\d\d\b|\bUTC\b", line)
+             and not line.startswith("measured on:")]
+    assert not dated, f"{name}: dates outside the measured-on lines: {dated}"
