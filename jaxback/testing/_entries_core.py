@@ -186,20 +186,11 @@ def _log_softmax_y_not_exp_y(res, g, axis=-1):
     return (g - (x - lse) * g.sum(axis, keepdims=True),)
 
 
-def _softmax_jvp_mutant(tangent):
-    """A softmax jvp whose ``y_dot = tangent(y, x_dot, axis)``."""
+def _axis_jvp_mutant(layer, tangent):
+    """A jvp of softmax or log_softmax whose ``y_dot = tangent(y, x_dot, axis)``, y the layer's output."""
     def jvp(primals, tangents, axis=-1):
         (x,), (x_dot,) = primals, tangents
-        y = softmax.auto(x, axis=axis)
-        return y, tangent(y, x_dot, axis)
-    return jvp
-
-
-def _log_softmax_jvp_mutant(tangent):
-    """A log_softmax jvp whose ``y_dot = tangent(y, x_dot, axis)`` (y = log_softmax(x))."""
-    def jvp(primals, tangents, axis=-1):
-        (x,), (x_dot,) = primals, tangents
-        y = log_softmax.auto(x, axis=axis)
+        y = layer.auto(x, axis=axis)
         return y, tangent(y, x_dot, axis)
     return jvp
 
@@ -217,17 +208,17 @@ SOFTMAX = LayerInfo(softmax, _x_args, ELEMENTWISE_SHAPES, ({"axis": -1}, {"axis"
                     mutants=(Mutant("missing the sum term", lambda res, g, axis=-1: (_probs(res) * g,)),
                              Mutant("sum over the wrong axis", lambda res, g, axis=-1: (_probs(res) * (
                                  g - jnp.sum(g * _probs(res), axis=0 if axis != 0 else -1, keepdims=True)),)),
-                             Mutant("jvp: missing the sum term", jvp=_softmax_jvp_mutant(lambda y, t, axis: y * t)),
-                             Mutant("jvp: unweighted sum(x_dot)", jvp=_softmax_jvp_mutant(
+                             Mutant("jvp: missing the sum term", jvp=_axis_jvp_mutant(softmax, lambda y, t, axis: y * t)),
+                             Mutant("jvp: unweighted sum(x_dot)", jvp=_axis_jvp_mutant(softmax,
                                  lambda y, t, axis: y * (t - jnp.sum(t, axis=axis, keepdims=True))))))
 LOG_SOFTMAX = LayerInfo(log_softmax, _x_args, ELEMENTWISE_SHAPES, ({"axis": -1}, {"axis": 0}),
                         edge_cases=(_softmax_rows_case(-INF),), error_cases=_axis_errors("log_softmax"),
                         mutants=(Mutant("sign flip of the sum term", lambda res, g, axis=-1: (
                                      g + _probs(res) * g.sum(axis, keepdims=True),)),
                                  Mutant("y instead of exp(y)", _log_softmax_y_not_exp_y),
-                                 Mutant("jvp: sign flip of the sum term", jvp=_log_softmax_jvp_mutant(
+                                 Mutant("jvp: sign flip of the sum term", jvp=_axis_jvp_mutant(log_softmax,
                                      lambda y, t, axis: t + jnp.sum(jnp.exp(y) * t, axis=axis, keepdims=True))),
-                                 Mutant("jvp: y instead of exp(y) as the weights", jvp=_log_softmax_jvp_mutant(
+                                 Mutant("jvp: y instead of exp(y) as the weights", jvp=_axis_jvp_mutant(log_softmax,
                                      lambda y, t, axis: t - jnp.sum(y * t, axis=axis, keepdims=True)))))
 
 ENTRIES = (LINEAR, RELU, LEAKY_RELU, SIGMOID, TANH, GELU, SOFTPLUS, SILU, SOFTMAX, LOG_SOFTMAX)
