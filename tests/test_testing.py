@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 
 import jaxback as jb
-from jaxback.testing import check_vjp, strategies
+from jaxback.testing import check_jvp, check_vjp, strategies
 from jaxback.testing._tolerances import mismatch
 
 
@@ -125,10 +125,26 @@ def test_value_kinds_contain_kinks_ties_and_infinities():
         strategies.values(rng, (2,), "weird")
 
 
-def test_forward_mode_is_refused_by_custom_vjp_as_documented():
+def test_forward_mode_is_refused_by_a_layer_without_jvp_as_documented():
+    reverse_only = jb.make_layer(jb.tanh.auto, jb.tanh.fwd, jb.tanh.bwd, name="tanh_reverse_only")
     with pytest.raises(TypeError, match="custom_vjp"):
-        jax.jvp(jb.tanh, (jnp.ones(3),), (jnp.ones(3),))
-    jax.jvp(jb.tanh.auto, (jnp.ones(3),), (jnp.ones(3),))  # the autodiff twin supports it
+        jax.jvp(reverse_only, (jnp.ones(3),), (jnp.ones(3),))
+    with pytest.raises(TypeError, match=r"check_jvp\(tanh_reverse_only\): the layer has no hand JVP"):
+        check_jvp(reverse_only, jnp.ones(3))
+    jax.jvp(jb.tanh, (jnp.ones(3),), (jnp.ones(3),))  # jaxback's own tanh has its hand JVP
+
+
+def test_check_jvp_verifies_a_users_custom_jvp_and_catches_a_wrong_slope():
+    x = jnp.asarray(np.random.default_rng(4).standard_normal(5))
+
+    def sin_with_slope(k):
+        f = jax.custom_jvp(jnp.sin)
+        f.defjvp(lambda p, t: (jnp.sin(p[0]), k * jnp.cos(p[0]) * t[0]))
+        return f
+
+    check_jvp(sin_with_slope(1.0), x, reference=jnp.sin)
+    with pytest.raises(AssertionError, match=r"(?s)check_jvp\(sin\) failed.*tangent output"):
+        check_jvp(sin_with_slope(2.0), x, reference=jnp.sin)
 
 
 def test_bind_fixes_hyperparameters_and_names_them():
