@@ -28,6 +28,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax._src import hijax as _hijax_internal  # VmapOf: vmap of a VJPHiPrimitive
 from jax._src.interpreters import batching as _batching
 from jax.experimental import hijax
@@ -57,6 +58,11 @@ def _tangent_or_none(t, aval):
     if not _has_tangent(aval):
         return None
     return jnp.zeros(aval.shape, aval.dtype) if _is_zero(t) else t
+
+
+def _zero_tangent(aval):
+    """The zero tangent of an output: float0 for integer ones (an index ``select`` picks)."""
+    return jnp.zeros(aval.shape, aval.dtype) if _has_tangent(aval) else np.zeros(aval.shape, jax.dtypes.float0)
 
 
 def _tangents(tangents, avals):
@@ -92,7 +98,7 @@ class _HandRule(hijax.VJPHiPrimitive):
 
     def jvp(self, primals, tangents):
         y, y_dot = self.rules.jvp(primals, _tangents(tangents, self.in_avals))
-        return y, _zeros_for_none(y_dot, self.out_aval, lambda a: jnp.zeros(a.shape, a.dtype))
+        return y, _zeros_for_none(y_dot, self.out_aval, _zero_tangent)
 
     def lin(self, _nonzeros, *primals):
         return self.rules.auto(*primals), primals  # the tangent map needs the primals only

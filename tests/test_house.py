@@ -78,3 +78,22 @@ def test_signatures_name_the_arguments():
     assert list(inspect.signature(jb.linear).parameters) == ["params", "x"]
     assert list(inspect.signature(jb.leaky_relu).parameters) == ["x", "negative_slope"]
     assert inspect.signature(jb.gelu).parameters["approximate"].default is False
+
+
+def _jvp_name(layer) -> str:
+    """The top-level function that holds the layer's jvp (``_elementwise`` for closures)."""
+    return inspect.unwrap(layer.jvp).__qualname__.split(".")[0]
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTED))
+def test_every_exported_layer_has_a_hand_jvp_derived_and_shown(name):
+    """Forward mode: a hand JVP, its Tangent lines in the derivation, its source on the docs page."""
+    layer = EXPORTED[name]
+    assert layer.jvp is not None, f"{name}: no hand JVP (make_layer(..., jvp=...))"
+    module = _module(layer)
+    doc = inspect.getdoc(inspect.getmodule(inspect.unwrap(layer.fwd))) or ""
+    assert re.search(r"^\s*Tangent\b", doc, re.M) and "_dot" in doc, f"{module}: no Tangent lines in the derivation"
+    if not MODEL_MODULE.match(module):
+        page = ROOT / "docs" / "layers" / f"{module.split('._')[-1]}.md"
+        assert f":pyobject: {_jvp_name(layer)}" in page.read_text(encoding="utf-8"), \
+            f"{page.name}: the jvp source of {name} is not shown"
