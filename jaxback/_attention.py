@@ -208,10 +208,10 @@ def attention_fwd(params: AttentionParams, x, *inputs, num_heads: int, num_kv_he
     return y, (params, x, *heads, mask, kept)
 
 
-def _outer(a, b, w=None):
+def _outer(a, b, w):
     """a.T @ b summed over (n, t): (N, L, D), (N, L, E) -> (D, E), sharded as the weight ``w``
-    (NOTE (sharding)); the registry's mutants call it without ``w``."""
-    return jnp.einsum("ntd,nte->de", a, b, out_sharding=None if w is None else cotangent_sharding(w))
+    (NOTE (sharding))."""
+    return jnp.einsum("ntd,nte->de", a, b, out_sharding=cotangent_sharding(w))
 
 
 def _heads_backward(q, k, v, o, m, lse, o_bar, mask, key, settings, tiled=tiled_backward):
@@ -226,7 +226,7 @@ def _heads_backward(q, k, v, o, m, lse, o_bar, mask, key, settings, tiled=tiled_
 
 def _backward(res, y_bar, settings, heads_backward=_heads_backward):
     """Cotangents of (params, x[, kv[, key]]): the projections' chain rule around ``heads_backward``."""
-    params, x, q, k, v, o, m, lse, saved_mask, kept = res  # ``mask`` here is only ever a static None
+    params, x, q, k, v, o, m, lse, saved_mask, kept = res  # the mask as given: bwd gets no array keyword
     kv, key = (*kept, None, None)[:2]
     p32, x32, y_bar32 = _as(params, q.dtype), x.astype(q.dtype), y_bar.astype(q.dtype)
     kv32 = x32 if kv is None else kv.astype(q.dtype)

@@ -61,7 +61,6 @@ NOTE (jit): both loops are jitted functions (a no-op inside an outer jit): calle
 registry's edge cases and mutants call them, each scan would otherwise compile anew at every call.
 """
 
-
 from __future__ import annotations
 
 import functools
@@ -71,57 +70,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._attention_blocks import block_allowed, block_shape, blocks, padded_mask, transposed, unblocks, visit
 from ._attention_dropout import block_keep, dropped
-from ._attention_untiled import causal_pairs, scores
+from ._attention_untiled import scores
 
-__all__ = ["tiled_forward", "tiled_backward", "block_allowed", "block_backward", "transposed"]
-
-
-def _blocks(a, block):
-    """(N, H, L, e) -> (L/B, N, H, B, e), rows zero-padded to a multiple of B."""
-    n, h, length, e = a.shape
-    count = -(-length // block)
-    a = jnp.pad(a, ((0, 0), (0, 0), (0, count * block - length), (0, 0)))
-    return a.reshape(n, h, count, block, e).transpose(2, 0, 1, 3, 4)
-
-
-def _unblocks(a, length):
-    """(L/B, N, H, B, e) -> (N, H, L, e), padding dropped."""
-    count, n, h, block, e = a.shape
-    return a.transpose(1, 2, 0, 3, 4).reshape(n, h, count * block, e)[:, :, :length]
-
-
-def _padded_mask(mask, t, s, block):
-    """The mask as (mN, mH, T', S'), T' and S' padded to multiples of B with False (never allowed)."""
-    if mask is None:
-        return None
-    mask = jnp.reshape(mask, (1,) * (4 - jnp.ndim(mask)) + jnp.shape(mask))
-    mask = jnp.broadcast_to(mask, mask.shape[:2] + (t, s))
-    pads = [-(-n // block) * block - n for n in (t, s)]
-    return jnp.pad(mask, ((0, 0), (0, 0), (0, pads[0]), (0, pads[1]))) if any(pads) else mask
-
-
-def block_allowed(i, j, block, t, s, causal, mask):
-    """Which pairs of block (i, j) may attend: (B, B) or (mN, mH, B, B) boolean; None: all of them."""
-    rows = i * block + lax.broadcasted_iota(jnp.int32, (block, block), 0)
-    cols = j * block + lax.broadcasted_iota(jnp.int32, (block, block), 1)
-    terms = ([cols < s] if s % block else []) + ([causal_pairs(rows, cols, t, s)] if causal else [])
-    if mask is not None:
-        terms.append(lax.dynamic_slice(mask, (0, 0, i * block, j * block), mask.shape[:2] + (block, block)))
-    allowed = None
-    for term in terms:
-        allowed = term if allowed is None else allowed & term
-    return allowed
-
-
-def _visit(allowed, update, carry):
-    """update(carry), or carry unchanged when no pair of the block may attend (skipped at run time)."""
-    return update(carry) if allowed is None else lax.cond(jnp.any(allowed), update, lambda c: c, carry)
-
-
-def _block_shape(q_i, block):
-    """A block of scores: (N, H, B, B), for query rows q_i: (N, H, B, d)."""
-    return q_i.shape[:-1] + (block,)
+__all__ = ["tiled_forward", "tiled_backward", "block_backward"]
 
 
 def _online_softmax_step(carry, q_i, k_j, v_j, allowed, keep, rate):
@@ -138,8 +91,8 @@ def _online_softmax_step(carry, q_i, k_j, v_j, allowed, keep, rate):
 def tiled_forward(q, k, v, causal, mask, key, rate, block):
     """o, m, lse from q: (N, H, T, d), k, v: (N, H, S, d) -> (N, H, T, d), (N, H, T, 1), (N, H, T, 1)."""
     t, s = q.shape[2], k.shape[2]
-    q_blocks, k_blocks, v_blocks = (_blocks(a, block) for a in (q, k, v))
-    mask = _padded_mask(mask, t, s, block)
+    q_blocks, k_blocks, v_blocks = (blocks(a, block) for a in (q, k, v))
+    mask = padded_mask(mask, t, s, block)
 
     def query_block(_, xs):
         i, q_i = xs
@@ -149,10 +102,10 @@ def tiled_forward(q, k, v, causal, mask, key, rate, block):
             allowed = block_allowed(i, j, block, t, s, causal, mask)
 
             def update(c):
-                keep = block_keep(key, i, j, rate, _block_shape(q_i, block))  # drawn for visited blocks only
+                keep = block_keep(key, i, j, rate, block_shape(q_i, block))  # drawn for visited blocks only
                 return _online_softmax_step(c, q_i, k_j, v_j, allowed, keep, rate)
 
-            return _visit(allowed, update, carry), None
+            return visit(allowed, update, carry), None
 
         rows = q_i.shape[:-1] + (1,)
         start = (jnp.full(rows, -jnp.inf, q.dtype), jnp.zeros(rows, q.dtype), jnp.zeros_like(q_i))
@@ -161,7 +114,7 @@ def tiled_forward(q, k, v, causal, mask, key, rate, block):
         return None, (acc / l, jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m)), jnp.log(l))
 
     _, outs = lax.scan(query_block, None, (jnp.arange(q_blocks.shape[0]), q_blocks))
-    return tuple(_unblocks(a, t) for a in outs)
+    return tuple(unblocks(a, t) for a in outs)
 
 
 def block_backward(q_i, k_j, k_t_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed, keep_t, rate):
@@ -174,11 +127,6 @@ def block_backward(q_i, k_j, k_t_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed, keep
     return (jnp.einsum("nhej,nhji->nhei", k_t_j, s_bar_t) / sqrt_d,                   # k_j.T @ s_bar.T = q_bar_i share.T
             jnp.einsum("nhji,nhie->nhje", s_bar_t, q_i) / sqrt_d,                     # s_bar.T @ q_i
             jnp.einsum("nhji,nhie->nhje", dropped(p_t, keep_t, rate), o_bar_i))       # p_drop.T @ o_bar_i
-
-
-def transposed(a):
-    """The last two axes swapped (a (B, B) block's transpose; (B, 1) -> (1, B)); None stays None."""
-    return None if a is None else jnp.swapaxes(a, -1, -2)
 
 
 def _block_p_t(q_i, k_j, m_i, lse_i, allowed):
@@ -203,7 +151,7 @@ def row_sums(rows, k_blocks, v_blocks, allowed_of, keep_t_of, rate):
                 p_bar_t = dropped(jnp.einsum("nhje,nhie->nhji", v_j, o_bar_i), keep_t_of(i, j, q_i), rate)
                 return d + transposed(jnp.sum(p_bar_t * _block_p_t(q_i, k_j, m_i, lse_i, allowed), axis=-2, keepdims=True))
 
-            return _visit(allowed, add, d_i), None
+            return visit(allowed, add, d_i), None
 
         return None, lax.scan(key_block, jnp.zeros_like(m_i), (jnp.arange(k_blocks.shape[0]), k_blocks, v_blocks))[0]
 
@@ -223,9 +171,9 @@ def _make_tiled_backward(kernel, allowed_fn, keep_fn=block_keep):
         """q_bar: (N, H, T, d), k_bar, v_bar: (N, H, S, d) (``o`` is unused: see NOTE (rowsum))."""
         t, s = q.shape[2], k.shape[2]
         mask, (q_blocks, m_blocks, lse_blocks, o_bar_blocks, k_blocks, v_blocks) = (
-            _padded_mask(mask, t, s, block), [_blocks(a, block) for a in (q, m, lse, o_bar, k, v)])
+            padded_mask(mask, t, s, block), [blocks(a, block) for a in (q, m, lse, o_bar, k, v)])
         allowed_of = lambda i, j: allowed_fn(i, j, block, t, s, causal, mask)
-        keep_t_of = lambda i, j, q_i: transposed(keep_fn(key, i, j, rate, _block_shape(q_i, block)))
+        keep_t_of = lambda i, j, q_i: transposed(keep_fn(key, i, j, rate, block_shape(q_i, block)))
         d_blocks = row_sums((q_blocks, m_blocks, lse_blocks, o_bar_blocks), k_blocks, v_blocks, allowed_of, keep_t_of, rate)
         rows = (q_blocks, o_bar_blocks, m_blocks, lse_blocks, d_blocks)
 
@@ -242,7 +190,7 @@ def _make_tiled_backward(kernel, allowed_fn, keep_fn=block_keep):
                                                          keep_t_of(i, j, q_i), rate)
                     return k_bar_j + k_share, v_bar_j + v_share, q_share_t
 
-                k_bar_j, v_bar_j, q_bar_t_i = _visit(allowed, add, (*kv_bar, jnp.zeros_like(transposed(q_i))))
+                k_bar_j, v_bar_j, q_bar_t_i = visit(allowed, add, (*kv_bar, jnp.zeros_like(transposed(q_i))))
                 return (k_bar_j, v_bar_j), q_bar_t_i
 
             start = (jnp.zeros_like(k_j), jnp.zeros_like(v_j))
@@ -251,7 +199,7 @@ def _make_tiled_backward(kernel, allowed_fn, keep_fn=block_keep):
 
         xs = (jnp.arange(k_blocks.shape[0]), k_blocks, transposed(k_blocks), v_blocks)  # k_j.T made once: NOTE (layout)
         q_bar_t, (k_bar, v_bar) = lax.scan(key_block, jnp.zeros_like(transposed(q_blocks)), xs)
-        return _unblocks(transposed(q_bar_t), t), _unblocks(k_bar, s), _unblocks(v_bar, s)
+        return unblocks(transposed(q_bar_t), t), unblocks(k_bar, s), unblocks(v_bar, s)
 
     return tiled_backward
 

@@ -13,7 +13,8 @@ import numpy as np
 from jax import lax
 
 from .._attention import attention
-from .._attention_tiled import _make_tiled_backward, block_allowed, block_backward
+from .._attention_blocks import block_allowed
+from .._attention_tiled import _make_tiled_backward, block_backward
 from .._layer import make_layer
 from ._entries_attention import _P8, _cast, _close, _equal, _finite, _mutant, _params, _x
 from ._registry import FLAGS, EdgeCase, ErrorCase, LayerInfo

@@ -16,7 +16,8 @@ import numpy as np
 from .._attention import attention
 from .._attention_dropout import block_keep
 from .._attention_heads import merge, split
-from .._attention_tiled import _make_tiled_backward, block_allowed, block_backward
+from .._attention_blocks import block_allowed
+from .._attention_tiled import _make_tiled_backward, block_backward
 from .._keep_mask import keep_mask
 from .._layer import make_layer
 from ._entries_attention import _MASK, _P8, _cast, _close, _fixed_args, _mutant, _params, _x

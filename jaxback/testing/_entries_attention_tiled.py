@@ -14,7 +14,8 @@ import math
 import jax.numpy as jnp
 
 from .._attention import attention
-from .._attention_tiled import _make_tiled_backward, block_allowed, transposed
+from .._attention_blocks import block_allowed, transposed
+from .._attention_tiled import _make_tiled_backward
 from .._attention_untiled import scores
 from .._layer import make_layer
 from ._entries_attention import (_EMPTY_ROW, _HEAD_MASK, _MASK, _P8, ATTENTION, ERROR_CASES, SHAPES, _cast, _close,
