@@ -42,10 +42,10 @@ and give the same mask for the same seed. Reusing a key reuses the mask: split k
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
+from ._keep_mask import keep_mask, mask_and_scale, require_key, require_rate
 from ._layer import make_layer
-from ._validate import describe, require_bool, require_float, require_real
+from ._validate import require_bool, require_float
 
 __all__ = ["dropout"]
 
@@ -54,34 +54,13 @@ NAME = "dropout"
 
 def _check(x, key, rate, training) -> None:
     require_float(NAME, "x", x)
-    require_real(NAME, "rate", rate, hint=", passed by keyword")
-    if not 0.0 <= rate < 1.0:  # also refuses nan
-        raise ValueError(
-            f"{NAME}: rate (the probability of dropping an entry) must be in [0, 1); got rate={rate!r}. "
-            f"rate=1 would drop everything and divide by 1 - rate = 0."
-        )
+    require_rate(NAME, "rate", rate)
     require_bool(NAME, "training", training)
-    typed = jax.dtypes.issubdtype(jnp.result_type(key), jax.dtypes.prng_key)
-    if (jnp.ndim(key) != 0) if typed else (jnp.result_type(key) != jnp.uint32 or jnp.ndim(key) != 1):
-        raise ValueError(
-            f"{NAME}: key must be one PRNG key, jax.random.key(seed) or jax.random.PRNGKey(seed); got key "
-            f"{describe(key)}. To drop differently per example, split keys and vmap."
-        )
+    require_key(NAME, "key", key)
 
 
 def _is_identity(rate, training) -> bool:
     return rate == 0 or not training
-
-
-def _keep_mask(key, rate, shape):
-    """True with probability ``1 - rate``; depends on (key, rate, shape) only."""
-    return jax.random.bernoulli(key, 1.0 - float(rate), shape)
-
-
-def _mask_and_scale(v, keep, rate):
-    """``where(keep, v / (1 - rate), 0)``: the forward on ``x`` and the backward on ``y_bar``."""
-    # float(): a numpy scalar rate would be strongly typed and promote a bfloat16 v to float32
-    return jnp.where(keep, v / (1.0 - float(rate)), jnp.zeros_like(v))
 
 
 def dropout_auto(x: jax.Array, key: jax.Array, *, rate: float = 0.5, training: bool = True) -> jax.Array:
@@ -89,7 +68,7 @@ def dropout_auto(x: jax.Array, key: jax.Array, *, rate: float = 0.5, training: b
     _check(x, key, rate, training)
     if _is_identity(rate, training):
         return x
-    return _mask_and_scale(x, _keep_mask(key, rate, x.shape), rate)
+    return mask_and_scale(x, keep_mask(key, rate, x.shape), rate)
 
 
 def dropout_fwd(x, key, *, rate=0.5, training=True):
@@ -101,8 +80,8 @@ def dropout_bwd(res, y_bar, *, rate=0.5, training=True):
     key = res
     if _is_identity(rate, training):
         return y_bar, None
-    keep = _keep_mask(key, rate, y_bar.shape)  # regenerated: the same bits as the forward's
-    x_bar = _mask_and_scale(y_bar, keep, rate)  # y has x's dtype, so y_bar and x_bar do too
+    keep = keep_mask(key, rate, y_bar.shape)  # regenerated: the same bits as the forward's
+    x_bar = mask_and_scale(y_bar, keep, rate)  # y has x's dtype, so y_bar and x_bar do too
     return x_bar, None
 
 

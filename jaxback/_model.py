@@ -14,9 +14,11 @@ A *model* is a :class:`Model`, a Layer built by a combinator (``serial``, ``resi
   carry none, which then takes and returns no state.
 * ``key``: one PRNG key per call. A node gives its child ``i`` the key ``fold_in(key, i)`` (and so
   on down the tree), so every dropout layer draws its own mask; pass a new key every step
-  (``jax.random.fold_in(key, step)``) for new masks. Needed only while training with dropout.
+  (``jax.random.fold_in(key, step)``) for new masks. Needed only while training with dropout. A layer
+  whose key argument defaults to None (attention's) gets None without a key or out of training.
 * ``training``: a Python bool, passed to every layer that takes one (batch norm, dropout).
-* ``x``: an array or a tuple of them (``parallel``'s branches; lstm's ``(xs, state)``).
+* ``x``: an array or a tuple of them (``parallel``'s branches; lstm's ``(xs, state)``). Inputs that
+  default to None may be left out: attention takes ``x`` alone (self-attention) or ``(x, kv)``.
 * per-call array keywords (``model(params, ids, mask=mask)``): arrays that change from call to call
   (a padding mask per batch) reach every layer whose forward takes a keyword of that name
   (``attention``'s ``mask``), in every mode (``backprop(..., mask=mask)`` too). They are not
@@ -200,11 +202,23 @@ def _layer_node(layer: Layer) -> Node:
     n_x, has_state = roles.count("x"), "state" in roles
     names = _keywords_of(layer)
     takes_training = "training" in names
+    optional = _optional_positions(layer)
+    alone_ok = n_x > 1 and all(i in optional for i, r in enumerate(roles) if r == "x" and i > roles.index("x"))
+    key_optional = any(r == "key" and i in optional for i, r in enumerate(roles))
+
+    def alone(x):  # one input fills the first "x"; the optional others stay None
+        return n_x == 1 or (alone_ok and not isinstance(x, tuple))
 
     def check_inputs(x, path):
-        if n_x > 1 and not (isinstance(x, tuple) and len(x) == n_x):
-            raise ValueError(f"{path}: {kind} takes a tuple of {n_x} inputs "
-                             f"({', '.join(a for a in _arg_names(layer) if a)}); got {_describe(x)}.")
+        if not alone(x) and not (isinstance(x, tuple) and len(x) == n_x):
+            inputs = ", ".join(a for a in _arg_names(layer) if a)
+            raise ValueError(f"{path}: {kind} takes a tuple of {n_x} inputs ({inputs})"
+                             f"{' or the first alone' if alone_ok else ''}; got {_describe(x)}.")
+
+    def key_for(ctx):  # an optional key: None without a model key or out of training
+        if key_optional and (ctx.key is None or not ctx.training):
+            return None
+        return ctx.child_key() if ctx.training else jax.random.PRNGKey(0)
 
     def args_for(params, state, x, ctx):
         if layer.takes_params and params is None:
@@ -216,9 +230,9 @@ def _layer_node(layer: Layer) -> Node:
         if has_state and state is None:
             raise ValueError(f"{ctx.path}: {kind} carries state; pass the model's state (from model.init).")
         check_inputs(x, ctx.path)
-        xs = iter(x if n_x > 1 else (x,))
-        by_role = {"params": lambda: params, "x": lambda: next(xs), "state": lambda: state,
-                   "key": lambda: ctx.child_key() if ctx.training else jax.random.PRNGKey(0)}
+        xs = iter((x,) if alone(x) else x)
+        by_role = {"params": lambda: params, "x": lambda: next(xs, None), "state": lambda: state,
+                   "key": lambda: key_for(ctx)}
         return [by_role[r]() for r in roles]
 
     def hyper(ctx):
@@ -255,15 +269,15 @@ def _layer_node(layer: Layer) -> Node:
         y, new_state = split_out(out)
         if ctx.tape is not None:
             ctx.tape[ctx.path] = {"x": x}
-        return y, new_state, (res, new_state)
+        return y, new_state, (res, new_state, alone(x))
 
     def bwd(res, y_bar, ctx):
-        layer_res, new_state = res
+        layer_res, new_state, one_input = res
         out_bar = (y_bar, jax.tree_util.tree_map(jnp.zeros_like, new_state)) if has_state else y_bar
         cotangents = layer.bwd(saved_only(layer_res), out_bar, **hyper(ctx))
         x_bars = tuple(c for r, c in zip(roles, cotangents) if r == "x")
         params_bar = cotangents[0] if layer.takes_params else None
-        x_bar = x_bars if n_x > 1 else x_bars[0]
+        x_bar = x_bars[0] if one_input else x_bars
         if ctx.tape is not None:
             ctx.tape[ctx.path].update(x_bar=x_bar, params_bar=params_bar)
         return params_bar, x_bar
@@ -279,10 +293,23 @@ def _keywords_of(layer: Layer) -> frozenset:
 
 
 def _arg_names(layer):
+    """The names of the layer's "x" arguments."""
     try:
-        return list(inspect.signature(layer.auto).parameters)[int(layer.takes_params):len(layer.roles)]  # not hyperparameters
+        names = list(inspect.signature(layer.auto).parameters)[:len(layer.roles)]  # not hyperparameters
     except (TypeError, ValueError):
         return []
+    return [name for name, role in zip(names, layer.roles) if role == "x"]
+
+
+def _optional_positions(layer) -> frozenset:
+    """The positional arguments whose forward defaults to None: an "x" a model may leave out (one
+    input alone fills the first "x"), a "key" the model passes as None when it has no key or is not
+    training (attention's kv and key; see the module docstring)."""
+    try:
+        parameters = list(inspect.signature(layer.auto).parameters.values())[:len(layer.roles)]
+    except (TypeError, ValueError):
+        return frozenset()
+    return frozenset(i for i, p in enumerate(parameters) if p.default is None)
 
 
 def _describe(x) -> str:

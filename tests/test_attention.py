@@ -1,8 +1,10 @@
 """attention: what the generic registry checks (tests/test_registry.py) cannot see.
 
-Specific here: no (T, T) residual (flash-attention style), the fully-masked-row convention for the hand
-rule and autodiff alike, the mask as a traced jit argument, mixed dtypes, an independent forward
-witness (jax.nn.dot_product_attention), init, and the compiled memory of the gradient.
+Specific here: no (T, T) residual (flash-attention style; with dropout the key, never the mask), the
+fully-masked-row convention for the hand rule and autodiff alike, the mask as a traced jit argument,
+mixed dtypes, an independent forward witness (jax.nn.dot_product_attention), init, the compiled memory
+of the gradient, every feature at once (cross, grouped, dropout) on both paths, and models routing
+attention's key and optional kv.
 """
 
 import functools
@@ -18,6 +20,7 @@ from jaxback._attention import AttentionParams, attention
 from jaxback._layer import make_layer
 from jaxback.testing import check_vjp, random_cotangent
 from jaxback.testing.memory import compiled_temp_bytes
+from jaxback.testing import builtin_registry
 from jaxback.testing._entries_attention import ATTENTION as INFO, _mutant
 
 RNG = np.random.default_rng(0)
@@ -32,12 +35,15 @@ def _vjp(fn, args, y_bar, **hyper):
 
 
 # the mutant harness ---------------------------------------------------------------------------------------
-def test_the_mutant_harness_with_no_mutation_passes():
-    """So the kills above are real: the step-by-step bwd the mutants edit is right as written."""
-    harness = make_layer(attention.auto, attention.fwd, _mutant("none").bwd, name="attention[none]",
+@pytest.mark.parametrize("name", ["attention", "attention (cross, grouped)", "attention (dropout)"])
+def test_the_mutant_harness_with_no_mutation_passes(name):
+    """So the kills are real: the step-by-step bwd the mutants edit is right as written, at the untiled
+    settings (on tiled ones the harness runs the true loops; the tiled entry's kernel harness: below)."""
+    info = builtin_registry().lookup(name)
+    harness = make_layer(attention.auto, attention.fwd, _mutant("none").bwd, name=f"{name}[none]",
                          init=attention.init)
-    for hyper in INFO.hypers:
-        check_vjp(harness, *INFO.args(0, shape=(2, 4, 6)), fd=False, **hyper)
+    for hyper in (h for h in info.hypers if "block_size" not in h):
+        check_vjp(harness, *info.args(0, shape=info.shapes[-1]), fd=False, **hyper)
 
 
 # memory: flash-attention style residuals ------------------------------------------------------------------
@@ -58,8 +64,18 @@ def test_a_given_mask_is_kept_by_reference_only():
     params, x = _args(1, 5, 4)
     mask = jnp.asarray(RNG.random((5, 5)) < 0.5)
     _, res = attention.fwd(params, x, num_heads=2, mask=mask)
-    assert res[-1] is mask  # an input, not a new activation
-    assert all(leaf.size < 5 * 5 for leaf in jax.tree_util.tree_leaves(res[:-1]))  # the rest: O(N T D)
+    *rest, saved_mask, inputs = res
+    assert saved_mask is mask and inputs == ()  # an input, not a new activation; no kv or key given
+    assert all(leaf.size < 5 * 5 for leaf in jax.tree_util.tree_leaves(rest))  # the rest: O(N T D)
+
+
+def test_with_dropout_the_key_is_saved_never_the_mask_and_without_it_nothing():
+    params, x = _args(2, 16, 4)
+    key = jax.random.PRNGKey(1)
+    *rest, inputs = attention.fwd(params, x, None, key, num_heads=2, dropout_rate=0.5)[1]
+    assert inputs[0] is None and inputs[1] is key
+    assert max(leaf.size for leaf in jax.tree_util.tree_leaves(rest)) < 16 * 16  # no (T, T) mask or P
+    assert attention.fwd(params, x, None, key, num_heads=2)[1][-1] == (None, None)  # rate 0: no key kept
 
 
 def test_gradient_needs_less_compiled_temp_memory_than_autodiff():
@@ -129,6 +145,12 @@ def test_init():
     np.testing.assert_array_equal(params.b_o, np.zeros(256))
     np.testing.assert_allclose([float(jnp.var(w)) for w in params[:4]], 1 / 256, rtol=0.05)
     assert attention.init(jax.random.PRNGKey(0), 4, jnp.float64).w_q.dtype == jnp.float64
+    grouped = attention.init(jax.random.PRNGKey(0), 8, num_heads=4, num_kv_heads=2)
+    assert [w.shape for w in grouped[:4]] == [(8, 8), (8, 4), (8, 4), (8, 8)]  # Hkv * d = 2 * 2 columns
+    with pytest.raises(ValueError, match=r"attention.init: num_kv_heads=2 needs num_heads"):
+        attention.init(jax.random.PRNGKey(0), 8, num_kv_heads=2)
+    with pytest.raises(ValueError, match=r"attention: num_kv_heads=3 must divide num_heads=4"):
+        attention.init(jax.random.PRNGKey(0), 8, num_heads=4, num_kv_heads=3)
 
 
 # the tiled path ------------------------------------------------------------------------------------------
@@ -161,7 +183,7 @@ def test_automatic_block_size_switches_at_the_documented_length():
 
 
 def test_the_tiled_mutant_harness_with_no_mutation_passes():
-    from jaxback.testing._entries_attention_tiled import TILED, _mutant as _tiled_mutant
+    from jaxback.testing._entries_attention_tiled import TILED, _tiled_mutant
     harness = make_layer(attention.auto, attention.fwd, _tiled_mutant("none").bwd, name="attention[tiled none]",
                          init=attention.init)
     for hyper in TILED.hypers[:2]:  # a mask in blocks of 3 (padded); causal in blocks of 2
@@ -169,13 +191,52 @@ def test_the_tiled_mutant_harness_with_no_mutation_passes():
 
 
 def test_tiled_matches_untiled_for_every_block_size_and_setting():
-    """Blocks of 2 and 3 (padded) against the untiled autodiff (the registry entry covers the rest)."""
+    """Blocks of 2 and 3 (padded) against the untiled autodiff (the registry entry covers the rest);
+    and cross-attention with grouped K/V heads, T = 5 queries against S = 3 and S = 7 keys."""
     params, x = _args(2, 5, 6)
+    grouped = INFO.sample_args(np.random.default_rng(1), jnp.float64, (2, 5, 6), "normal")[0]
+    grouped = grouped._replace(w_k=grouped.w_k[:, :3], w_v=grouped.w_v[:, :3])  # 1 K/V head of size 3
     mask = jnp.asarray(RNG.random((5, 5)) < 0.6).at[2].set(False)
     y_bar = random_cotangent(x)
-    for causal, m in [(True, None), (False, mask)]:
-        want = _vjp(attention.auto, (params, x), y_bar, num_heads=2, causal=causal, mask=m)
-        for block_size in (2, 3):
-            got = _vjp(attention.apply, (params, x), y_bar, num_heads=2, causal=causal, mask=m, block_size=block_size)
+    cross = {"num_heads": 2, "num_kv_heads": 1, "causal": True}
+    for args, hyper, block_sizes in [((params, x), dict(num_heads=2, causal=True), (2, 3)),
+                                     ((params, x), dict(num_heads=2, mask=mask), (2, 3)),
+                                     ((grouped, x, _args(2, 3, 6, seed=2)[1]), cross, (2,)),   # T padded
+                                     ((grouped, x, _args(2, 7, 6, seed=3)[1]), cross, (3,))]:  # T and S padded
+        want = _vjp(attention.auto, args, y_bar, **hyper)
+        for block_size in block_sizes:
+            got = _vjp(attention.apply, args, y_bar, block_size=block_size, **hyper)
             for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
                 np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+# every feature at once; models ---------------------------------------------------------------------------
+@pytest.mark.parametrize("block_size", [None, 2], ids=["untiled", "tiled"])
+def test_cross_grouped_causal_masked_dropout_at_once_matches_autodiff_and_differences(block_size):
+    from jaxback.testing._entries_attention_cross import _grouped_args
+    params, x, kv = _grouped_args(np.random.default_rng(0), jnp.float64, (2, 5, 8), "normal")  # S = 4 keys
+    mask = jnp.asarray(RNG.random((2, 1, 5, 4)) < 0.7)
+    check_vjp(attention, params, x, kv, jax.random.key(3), num_heads=4, num_kv_heads=2, causal=True, mask=mask,
+              dropout_rate=0.4, block_size=block_size)
+
+
+def test_in_a_model_attention_gets_its_key_out_of_training_none_and_kv_as_a_second_input():
+    model = jb.serial(jb.bind(jb.attention, num_heads=2, dropout_rate=0.5), jb.linear.sized(3))
+    x = jax.random.normal(jax.random.PRNGKey(5), (2, 4, 6), jnp.float64)
+    params, _ = model.init(jax.random.PRNGKey(6), x)
+    key = jax.random.PRNGKey(7)
+    drop = lambda k: jb.linear(params[1], jb.attention(params[0], x, None, k, num_heads=2, dropout_rate=0.5))
+    np.testing.assert_allclose(model(params, x, key=key), drop(jax.random.fold_in(key, 0)), rtol=1e-12)
+    for no_dropout in (model(params, x, key=key, training=False), model(params, x)):  # eval; no key: no dropout
+        np.testing.assert_allclose(no_dropout, drop(None), rtol=1e-12)
+    cross = jb.serial(jb.parallel(jb.identity, jb.linear.sized(6)),
+                      jb.bind(jb.attention, num_heads=2, num_kv_heads=1).sized(2, 1))
+    pair = (x, jax.random.normal(jax.random.PRNGKey(8), (2, 3, 5), jnp.float64))
+    cross_params, _ = cross.init(jax.random.PRNGKey(9), pair)
+    for net, inputs, p in [(model, x, params), (cross, pair, cross_params)]:
+        target = jnp.zeros((2, 4, 3 if net is model else 6))
+        out = {m: jb.value_and_grad(net, jb.mse, mode=m)(p, inputs, target, key=key) for m in jb.MODES}
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12),
+                               out["explicit"], out["vjp"])
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12),
+                               out["explicit"], out["auto"])

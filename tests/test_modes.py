@@ -157,7 +157,7 @@ def test_a_per_call_mask_reaches_attention_inside_a_model_in_every_mode():
 def test_per_call_keywords_are_checked_against_the_models_layers():
     block, params, x, mask, _ = _padded_attention_problem()
     with pytest.raises(TypeError, match=r"serial: no layer of this model takes the keyword\(s\) 'msk'; its layers "
-                                        r"take block_size, causal, eps, mask"):
+                                        r"take block_size, causal, dropout_rate, eps, mask, num_kv_heads"):
         block(params, x, msk=mask)
     with pytest.raises(TypeError, match=r"per-call keywords must be arrays .* got causal=True\. Fix hyperparameters "
                                         r"with jb.bind"):

@@ -150,3 +150,30 @@ def test_lstm(batch_first):
     xs = _normal(n, t, d) if batch_first else _normal(t, n, d)
     _agree(mine, theirs, _normal(d, 4 * h, seed=1), _normal(h, 4 * h, seed=2), _normal(4 * h, seed=3), xs,
            _normal(n, h, seed=4), _normal(n, h, seed=5))
+
+
+@pytest.mark.filterwarnings("ignore:Lower right causal bias will produce NaNs")  # it gives 0 rows, as jaxback
+@pytest.mark.parametrize("s, causal, block_size", [(5, False, None), (3, True, None), (7, True, None), (7, True, 2)])
+def test_attention_cross_grouped_causal_lower_right(s, causal, block_size):
+    """Cross-attention (S keys for T = 5 queries) with 2 K/V heads for 4 query heads against
+    ``scaled_dot_product_attention(enable_gqa=True)``; causal is torch's ``causal_lower_right``
+    (aligned at the end: NOTE (causal, S != T) in jaxback/_attention.py; for S = 3 < T the first two
+    queries see no key, and torch's rows are 0 too). Dropout is random in torch: not compared here."""
+    from torch.nn.attention.bias import causal_lower_right
+    n, t, width, heads, kv_heads = 2, 5, 8, 4, 2
+    d = width // heads
+
+    def mine(w_q, w_k, w_v, w_o, b_o, x, kv):
+        return jb.attention(jb.AttentionParams(w_q, w_k, w_v, w_o, b_o), x, kv, num_heads=heads,
+                            num_kv_heads=kv_heads, causal=causal, block_size=block_size)
+
+    def theirs(w_q, w_k, w_v, w_o, b_o, x, kv):
+        split = lambda a, h: a.reshape(n, a.shape[1], h, d).transpose(1, 2)  # (N, L, h*d) -> (N, h, L, d)
+        mask = causal_lower_right(t, s)._materialize() if causal else None
+        o = F.scaled_dot_product_attention(split(x @ w_q, heads), split(kv @ w_k, kv_heads), split(kv @ w_v, kv_heads),
+                                           attn_mask=mask, enable_gqa=True)
+        return o.transpose(1, 2).reshape(n, t, width) @ w_o + b_o
+
+    _agree(mine, theirs, _normal(width, width, seed=1), _normal(width, kv_heads * d, seed=2),
+           _normal(width, kv_heads * d, seed=3), _normal(width, width, seed=4), _normal(width, seed=5),
+           _normal(n, t, width), _normal(n, s, width, seed=6))

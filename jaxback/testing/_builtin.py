@@ -15,9 +15,10 @@ from ._registry import REGISTRY, LayerInfo, Registry
 
 __all__ = ["builtin_registry", "lookup"]
 
-MODULES = ("_entries_core", "_entries_losses", "_entries_misc", "_entries_attention", "_entries_attention_tiled", "_entries_norm",
-           "_entries_group_norm", "_entries_conv", "_entries_conv1d", "_entries_conv_transpose", "_entries_lstm",
-           "_entries_gru", "_entries_mean", "_entries_upsample", "_entries_models", "_entries_remat")
+MODULES = ("_entries_core", "_entries_losses", "_entries_misc", "_entries_attention", "_entries_attention_tiled",
+           "_entries_attention_cross", "_entries_attention_dropout", "_entries_norm", "_entries_group_norm",
+           "_entries_conv", "_entries_conv1d", "_entries_conv_transpose", "_entries_lstm", "_entries_gru",
+           "_entries_mean", "_entries_upsample", "_entries_models", "_entries_remat")
 
 
 @functools.cache

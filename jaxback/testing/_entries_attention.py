@@ -1,4 +1,5 @@
-"""Registry entries for multi-head self-attention."""
+"""Registry entries for multi-head self-attention, and the helpers and the mutant harness that the
+entries of attention's other settings (tiled, cross and grouped, dropout) share."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from .._attention import AttentionParams, _allowed, _as, _merge, _outer, _scores, _split, attention
+from .._attention import AttentionParams, Settings, _as, _backward, _block, attention
+from .._attention_dropout import UNTILED, block_keep, dropped
+from .._attention_heads import group_sum, share
+from .._attention_tiled import tiled_backward
+from .._attention_untiled import allowed, scores
 from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
 from .strategies import values
 
@@ -18,8 +23,10 @@ _MASK = jnp.asarray(np.random.default_rng(3).random((4, 4)) < 0.6).at[1].set(Fal
 _HEAD_MASK = jnp.asarray(np.random.default_rng(4).random((2, 4, 4)) < 0.7)  # per head, broadcast over N
 
 
-def _params(rng, width, dtype):
-    ws = (rng.standard_normal((width, width)) / math.sqrt(width) for _ in range(4))
+def _params(rng, width, dtype, kv_width=None):
+    """w_k, w_v: (width, kv_width) (grouped K/V heads), width by default."""
+    columns = [width, kv_width or width, kv_width or width, width]
+    ws = (rng.standard_normal((width, c)) / math.sqrt(width) for c in columns)
     return AttentionParams(*(jnp.asarray(w, dtype) for w in ws), jnp.asarray(rng.standard_normal(width), dtype))
 
 
@@ -34,8 +41,10 @@ def _fixed_args(shape, scale=1.0, seed=0):
 
 
 def _cast(args, dtype):
-    params, x = args
-    return _as(params, dtype), x.astype(dtype)
+    """The arguments' floating arrays in ``dtype`` (params, x, a kv); a key or None unchanged."""
+    params, *arrays = args
+    cast = [a.astype(dtype) if a is not None and jnp.issubdtype(a.dtype, jnp.floating) else a for a in arrays]
+    return (_as(params, dtype), *cast)
 
 
 def _value_path(params, x):
@@ -88,10 +97,11 @@ ERROR_CASES = (
               r"attention: x must have exactly 3 dimension\(s\); got shape=\(5, 8\).*\(batch, sequence, width\)",
               {"num_heads": 2}),
     ErrorCase("heads do not divide the width", lambda: (_P8, _x((2, 5, 8))), ValueError,
-              r"attention: num_heads=3 must divide the width D=8 \(x.shape\[-1\]\); got x shape=\(2, 5, 8\).*"
+              r"attention: num_heads=3 must divide the width D=8; got x shape=\(2, 5, 8\).*"
               r"among 1, 2, 4, 8", {"num_heads": 3}),
     ErrorCase("w_k of the wrong shape", lambda: (_P8._replace(w_k=jnp.ones((8, 4))), _x((2, 5, 8))), ValueError,
-              r"attention: params.w_k must have shape \(8, 8\) to match the width D=8.*got w_k shape=\(8, 4\)",
+              r"attention: params.w_k must have shape \(8, 8\) to match the width D=8.*got w_k shape=\(8, 4\).*"
+              r"Its 4 columns make 1 K/V heads of size 4: pass num_kv_heads=1",
               {"num_heads": 2}),
     ErrorCase("b_o of the wrong size", lambda: (_P8._replace(b_o=jnp.ones(4)), _x((2, 5, 8))), ValueError,
               r"attention: params.b_o must have shape \(8,\)", {"num_heads": 2}),
@@ -101,7 +111,7 @@ ERROR_CASES = (
               r"attention: mask must be a boolean array \(True = may attend\) or None; got shape=\(5, 5\) dtype=float",
               {"num_heads": 2, "mask": jnp.ones((5, 5))}),
     ErrorCase("mask of the wrong length", lambda: (_P8, _x((2, 5, 8))), ValueError,
-              r"attention: mask must broadcast to \(N, num_heads, T, T\) = \(2, 2, 5, 5\).*got mask shape=\(4, 4\)",
+              r"attention: mask must broadcast to \(N, num_heads, T, S\) = \(2, 2, 5, 5\).*got mask shape=\(4, 4\)",
               {"num_heads": 2, "mask": jnp.ones((4, 4), bool)}),
     ErrorCase("num_heads = 0", lambda: (_P8, _x((2, 5, 8))), ValueError,
               r"attention: num_heads must be a positive Python int; got num_heads=0", {"num_heads": 0}),
@@ -111,35 +121,55 @@ ERROR_CASES = (
 
 
 # mutants: the true bwd, step by step, with one step swapped for a classic mistake ------------------------
+# The per-head steps are the untiled path's (_attention_untiled.untiled_backward); on a tiled sample the
+# harness runs ``tiled`` (the true loops unless a mutant brings its own), so it is right on every sample.
 def _right_steps():
     sqrt_d = lambda n: math.sqrt(n["q"].shape[-1])
     return dict(
-        allowed=lambda n: _allowed(n["q"].shape[2], n["causal"], n["mask"]),
-        v_bar=lambda n: jnp.einsum("nhij,nhie->nhje", n["p"], n["o_bar"]),
+        allowed=lambda n: allowed(n["q"].shape[2], n["k"].shape[2], n["s"].causal, n["mask"]),
+        keep=lambda n: block_keep(n["key"], *UNTILED, n["s"].dropout_rate, n["p"].shape),
+        v_bar=lambda n: jnp.einsum("nhij,nhie->nhje", dropped(n["p"], n["keep"], n["s"].dropout_rate), n["o_bar"]),
+        p_bar=lambda n: dropped(jnp.einsum("nhie,nhje->nhij", n["o_bar"], n["v"]), n["keep"], n["s"].dropout_rate),
         s_bar=lambda n: n["p"] * (n["p_bar"] - jnp.sum(n["p_bar"] * n["p"], axis=-1, keepdims=True)),
         q_bar=lambda n: jnp.einsum("nhij,nhje->nhie", n["s_bar"], n["k"]) / sqrt_d(n),
         k_bar=lambda n: jnp.einsum("nhij,nhie->nhje", n["s_bar"], n["q"]) / sqrt_d(n),
-        b_o_bar=lambda n: n["y_bar"].sum((0, 1)),
+        group_sum=group_sum,
     )
 
 
-def _mutant(name, **wrong):
+def _untiled_steps(steps, n):
+    """q_bar, k_bar, v_bar of the shared heads, the Backward lines one step at a time."""
+    n["p"] = jnp.exp(scores(n["q"], n["k"], steps["allowed"](n)) - n["m"] - n["lse"])
+    n["keep"] = steps["keep"](n)
+    n["p_bar"] = steps["p_bar"](n)
+    n["s_bar"] = steps["s_bar"](n)
+    return steps["q_bar"](n), steps["k_bar"](n), steps["v_bar"](n)
+
+
+def _mutant(name, tiled=tiled_backward, edit=None, **wrong):
+    """The true rule (``_attention._backward`` around the harness's per-head steps), with the ``wrong``
+    steps swapped in, ``tiled`` loops on tiled samples, and ``edit(cotangents, y_bar)`` applied last."""
     steps = {**_right_steps(), **wrong}
 
-    def bwd(res, y_bar, *, num_heads, causal=False, mask=None, block_size=None):
-        params, x, q, k, v, o, m, lse, saved_mask = res
-        n = dict(q=q, k=k, causal=causal, mask=saved_mask, y_bar=y_bar.astype(q.dtype))
-        n["p"] = jnp.exp(_scores(q, k, steps["allowed"](n)) - m - lse)
-        n["o_bar"] = o_bar = _split(n["y_bar"] @ params.w_o.astype(q.dtype).T, num_heads)
-        n["p_bar"] = jnp.einsum("nhie,nhje->nhij", o_bar, v)
-        n["s_bar"] = steps["s_bar"](n)
-        qkv_bar = [_merge(steps[f"{a}_bar"](n)) for a in "qkv"]
-        x_bar = sum(a @ w.astype(q.dtype).T for a, w in zip(qkv_bar, params[:3]))
-        grads = [_outer(x.astype(q.dtype), a) for a in qkv_bar]
-        grads += [_outer(_merge(o), n["y_bar"]), steps["b_o_bar"](n)]
-        return AttentionParams(*(g.astype(w.dtype) for g, w in zip(grads, params))), x_bar.astype(x.dtype)
+    def heads_backward(q, k, v, o, m, lse, o_bar, mask, key, settings):
+        g = settings.group
+        n = dict(q=q, k=share(k, g), v=share(v, g), m=m, lse=lse, o_bar=o_bar, mask=mask, key=key, s=settings)
+        block = _block(max(q.shape[2], k.shape[2]), settings.block_size)
+        shares = _untiled_steps(steps, n) if block is None else tiled(
+            q, n["k"], n["v"], o, m, lse, o_bar, settings.causal, mask, key, settings.dropout_rate, block=block)
+        return shares[0], steps["group_sum"](shares[1], g), steps["group_sum"](shares[2], g)
+
+    def bwd(res, y_bar, *, num_heads, num_kv_heads=None, causal=False, mask=None, block_size=None, dropout_rate=0.0):
+        settings = Settings(num_heads, num_kv_heads, causal, block_size, dropout_rate)
+        cotangents = _backward(res, y_bar, settings, heads_backward)
+        return cotangents if edit is None else edit(cotangents, y_bar)
 
     return Mutant(name, bwd)
+
+
+def _b_o_bar_mean(cotangents, y_bar):
+    params_bar, *rest = cotangents
+    return (params_bar._replace(b_o=y_bar.mean((0, 1)).astype(params_bar.b_o.dtype)), *rest)
 
 
 MUTANTS = (
@@ -149,7 +179,7 @@ MUTANTS = (
             v_bar=lambda n: jnp.einsum("nhij,nhje->nhie", n["p"], n["o_bar"])),
     _mutant("sign flip in k_bar", k_bar=lambda n: -_right_steps()["k_bar"](n)),
     _mutant("mask forgotten when recomputing p", allowed=lambda n: None),
-    _mutant("b_o_bar: mean instead of sum", b_o_bar=lambda n: n["y_bar"].mean((0, 1))),
+    _mutant("b_o_bar: mean instead of sum", edit=_b_o_bar_mean),
 )
 
 ATTENTION = LayerInfo(

@@ -9,20 +9,21 @@ block), so padding, block skipping and the online rescaling all run under every 
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax.numpy as jnp
 
-from .._attention import _backward, _block, _scores, attention
-from .._attention_tiled import _make_tiled_backward, block_allowed, transposed
+from .._attention import attention
+from .._attention_blocks import block_allowed, transposed
+from .._attention_tiled import _make_tiled_backward
+from .._attention_untiled import scores
 from .._layer import make_layer
 from ._entries_attention import (_EMPTY_ROW, _HEAD_MASK, _MASK, _P8, ATTENTION, ERROR_CASES, SHAPES, _cast, _close,
-                                 _equal, _finite, _fixed_args, _sample_args, _value_path, _x)
-from ._registry import FLAGS, EdgeCase, ErrorCase, LayerInfo, Mutant
+                                 _equal, _finite, _fixed_args, _mutant, _sample_args, _value_path, _x)
+from ._registry import FLAGS, EdgeCase, ErrorCase, LayerInfo
 
 tiled_attention = make_layer(attention.auto, attention.fwd, attention.bwd, name="attention (tiled)",
-                             init=attention.init)
+                             init=attention.init, roles=attention.roles)
 
 
 def _untiled(shape, **hyper):
@@ -70,7 +71,7 @@ ERROR_CASES = ERROR_CASES + (
 # transposed, (d, B).
 def _scores_t(b):
     """S_ij.T = k_j @ q_i.T / sqrt(d), -inf where not allowed: the kernel's own product."""
-    return _scores(b["k"], b["q"], transposed(b["allowed"]))
+    return scores(b["k"], b["q"], transposed(b["allowed"]))
 
 
 def _right_steps():
@@ -84,48 +85,42 @@ def _right_steps():
     )
 
 
-def _mutant(name, allowed_fn=block_allowed, **wrong):
+def _tiled_mutant(name, allowed_fn=block_allowed, **wrong):
     steps = {**_right_steps(), **wrong}
 
-    def kernel(q_i, k_j, k_t_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed):
+    def kernel(q_i, k_j, k_t_j, v_j, o_bar_i, m_i, lse_i, d_i, allowed, keep_t, rate):  # keep_t: None (no dropout here)
         b = dict(q=q_i, k=k_j, k_t=k_t_j, v=v_j, o_bar=o_bar_i, m=m_i, lse=lse_i, d=d_i, allowed=allowed)
         b["p"] = steps["p"](b)
         b["p_bar"] = jnp.einsum("nhje,nhie->nhji", v_j, o_bar_i)  # row_sums' very product: D stays exact
         b["s_bar"] = steps["s_bar"](b)
         return tuple(steps[f"{a}_bar"](b) for a in "qkv")
 
-    tiled_backward = _make_tiled_backward(kernel, allowed_fn)  # the true loops around the wrong step
-
-    def bwd(res, y_bar, *, num_heads, causal=False, mask=None, block_size=None):
-        block = _block(res[2].shape[2], block_size)
-        return _backward(res, y_bar, num_heads, causal, functools.partial(tiled_backward, block=block))
-
-    return Mutant(name, bwd)
+    return _mutant(name, tiled=_make_tiled_backward(kernel, allowed_fn))  # the true loops around the wrong step
 
 
-def _diagonal_skipped(i, j, block, t, causal, mask):
+def _diagonal_skipped(i, j, block, t, s, causal, mask):
     """The causal block skip off by one: j >= i taken as hidden, so diagonal blocks are skipped too."""
-    allowed = block_allowed(i, j, block, t, causal, mask)
+    allowed = block_allowed(i, j, block, t, s, causal, mask)
     return allowed & (j < i) if causal else allowed
 
 
-def _no_triangle_in_diagonal_blocks(i, j, block, t, causal, mask):
+def _no_triangle_in_diagonal_blocks(i, j, block, t, s, causal, mask):
     """Skips the blocks above the diagonal but treats the diagonal block as fully visible."""
-    allowed = block_allowed(i, j, block, t, False, mask)
+    allowed = block_allowed(i, j, block, t, s, False, mask)
     whole = jnp.broadcast_to(j <= i, (block, block)) if causal else None
     return allowed if whole is None else (whole if allowed is None else allowed & whole)
 
 
 MUTANTS = (
-    _mutant("D from the block's own rowsum(p_bar * p), not the whole row's",
+    _tiled_mutant("D from the block's own rowsum(p_bar * p), not the whole row's",
             s_bar=lambda b: b["p"] * (b["p_bar"] - jnp.sum(b["p_bar"] * b["p"], axis=-2, keepdims=True))),
-    _mutant("lse left out when recomputing a block's p",
+    _tiled_mutant("lse left out when recomputing a block's p",
             p=lambda b: jnp.exp(_scores_t(b) - transposed(b["m"]))),
-    _mutant("v_bar_j += p @ o_bar_i instead of p.T @ o_bar_i",
+    _tiled_mutant("v_bar_j += p @ o_bar_i instead of p.T @ o_bar_i",
             v_bar=lambda b: jnp.einsum("nhji,nhie->nhje", transposed(b["p"]), b["o_bar"])),
-    _mutant("k_bar_j missing 1/sqrt(d)", k_bar=lambda b: jnp.einsum("nhji,nhie->nhje", b["s_bar"], b["q"])),
-    _mutant("causal: diagonal blocks skipped (off by one)", allowed_fn=_diagonal_skipped),
-    _mutant("causal: diagonal blocks without their triangle", allowed_fn=_no_triangle_in_diagonal_blocks),
+    _tiled_mutant("k_bar_j missing 1/sqrt(d)", k_bar=lambda b: jnp.einsum("nhji,nhie->nhje", b["s_bar"], b["q"])),
+    _tiled_mutant("causal: diagonal blocks skipped (off by one)", allowed_fn=_diagonal_skipped),
+    _tiled_mutant("causal: diagonal blocks without their triangle", allowed_fn=_no_triangle_in_diagonal_blocks),
 )
 
 TILED = LayerInfo(

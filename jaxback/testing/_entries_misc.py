@@ -6,8 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._dropout import _keep_mask, _mask_and_scale, dropout
+from .._dropout import dropout
 from .._embedding import EmbeddingParams, embedding
+from .._keep_mask import keep_mask as _keep_mask, mask_and_scale as _mask_and_scale
 from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
 from .strategies import values
 
