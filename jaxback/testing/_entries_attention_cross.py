@@ -17,6 +17,7 @@ from .._attention_blocks import block_allowed
 from .._attention_tiled import _make_tiled_backward, block_backward
 from .._layer import make_layer
 from ._entries_attention import _P8, _cast, _close, _equal, _finite, _mutant, _params, _x
+from ._attention_jvp_mutants import JVP_MUTANTS
 from ._registry import FLAGS, EdgeCase, ErrorCase, LayerInfo
 from .strategies import values
 
@@ -142,7 +143,7 @@ GROUPED = LayerInfo(
             {"num_heads": 4, "num_kv_heads": 2, "mask": _HEAD_MASK, "block_size": 3}),
     value_kinds=("wide", "ties"),
     supports=frozenset(FLAGS) - {"sharding"},  # the self-attention entry's sharded check covers the batch axis
-    edge_cases=EDGE_CASES, error_cases=ERROR_CASES, mutants=MUTANTS,
+    edge_cases=EDGE_CASES, error_cases=ERROR_CASES, mutants=MUTANTS + JVP_MUTANTS,
     bench_shape=(2, 256, 64), bench_hyper={"num_heads": 4, "num_kv_heads": 2, "causal": True},
     notes="value kind 'extreme' left out, as for attention. No sharded check: the self-attention entry's "
           "covers the batch axis (the same programs per example).",
