@@ -22,7 +22,7 @@ from ._registry import FLAGS, EdgeCase, ErrorCase, LayerInfo
 from .strategies import values
 
 grouped_attention = make_layer(attention.auto, attention.fwd, attention.bwd, name="attention (cross, grouped)",
-                               init=attention.init, roles=attention.roles)
+                               init=attention.init, roles=attention.roles, jvp=attention.jvp)
 
 SHAPES = ((1, 4, 4), (2, 4, 8))  # x's; kv: (N, 3, D). D = 4 with 4 heads: d = 1
 _MASK = jnp.asarray(np.random.default_rng(5).random((4, 3)) < 0.6).at[2].set(False)  # query 2 sees no key

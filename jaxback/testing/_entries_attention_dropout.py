@@ -26,7 +26,7 @@ from ._registry import FLAGS, EdgeCase, ErrorCase, LayerInfo
 from .strategies import values
 
 dropout_attention = make_layer(attention.auto, attention.fwd, attention.bwd, name="attention (dropout)",
-                               init=attention.init, roles=attention.roles)
+                               init=attention.init, roles=attention.roles, jvp=attention.jvp)
 
 SHAPES = ((1, 4, 4), (2, 4, 6))
 

@@ -24,7 +24,7 @@ from ._attention_jvp_mutants import JVP_MUTANTS
 from ._registry import FLAGS, EdgeCase, ErrorCase, LayerInfo
 
 tiled_attention = make_layer(attention.auto, attention.fwd, attention.bwd, name="attention (tiled)",
-                             init=attention.init, roles=attention.roles)
+                             init=attention.init, roles=attention.roles, jvp=attention.jvp)
 
 
 def _untiled(shape, **hyper):
