@@ -50,6 +50,17 @@ Chain rule, from the top down; y_bar = dL/dy: (N, T, D).
             w_o_bar = merge(o).T @ y_bar               summed over (n, t)
             b_o_bar = y_bar.sum((0, 1))
 
+Forward mode: perturb the inputs along tangents (x_dot, kv_dot, params_dot: their shapes); each
+product changes by the product rule, one term per factor, and P by softmax's tangent (per head:
+_attention_tangents.py, which also gives the tiled form):
+
+  Tangent   x_dot: (N, T, D), kv_dot: (N, S, D) (kv_dot = x_dot when kv is None), w_q_dot ...: as w_q ...
+            q_dot = split(x_dot @ w_q + x @ w_q_dot)          k_dot, v_dot alike, from kv, kv_dot, w_k, w_v
+            s_dot = (q_dot @ k.T + q @ k_dot.T) / sqrt(d)     (T, S), k and k_dot shared over the group
+            p_dot = p * (s_dot - rowsum(p * s_dot))           (T, S)
+            o_dot = dropped(p_dot, keep) @ v + p_drop @ v_dot (T, d)
+            y_dot = merge(o_dot) @ w_o + merge(o) @ w_o_dot + b_o_dot      (N, T, D)
+
 Residuals (the flash-attention idea, Dao et al. 2022): ``res = (params, x, q, k, v, o, m, lse, mask,
 inputs)``: q, o: (N, H, T, d), N*T*D numbers each; k, v: (N, Hkv, S, d), not shared (N*S*D*Hkv/H
 each); m, lse: (N, H, T, 1); ``mask`` and ``inputs`` (kv, and the key, 2 uint32 words, only when it
@@ -98,6 +109,7 @@ import jax.numpy as jnp
 
 from ._attention_checks import Settings, check, heads_of
 from ._attention_heads import group_sum, merge, share, split
+from ._attention_tangents import tiled_tangent, untiled_tangent
 from ._attention_tiled import tiled_backward, tiled_forward
 from ._attention_untiled import untiled_backward, untiled_forward
 from ._init import lecun_normal
@@ -197,11 +209,16 @@ def attention_auto(params: AttentionParams, x, kv=None, key=None, *, num_heads: 
     return _forward(params, x, kv, key, mask, settings)[0]
 
 
-def attention_fwd(params: AttentionParams, x, *inputs, num_heads: int, num_kv_heads=None, causal: bool = False,
-                  mask=None, block_size=None, dropout_rate: float = 0.0):
+def _kv_and_key(inputs) -> tuple:
+    """(kv, key) from the positional arguments after (params, x), either or both left out."""
     if len(inputs) > 2:
         raise TypeError(f"{NAME}: takes (params, x, kv=None, key=None); got {2 + len(inputs)} positional arguments.")
-    kv, key = (*inputs, None, None)[:2]
+    return (*inputs, None, None)[:2]
+
+
+def attention_fwd(params: AttentionParams, x, *inputs, num_heads: int, num_kv_heads=None, causal: bool = False,
+                  mask=None, block_size=None, dropout_rate: float = 0.0):
+    kv, key = _kv_and_key(inputs)
     settings = _checked(params, x, kv, key, mask, num_heads, num_kv_heads, causal, block_size, dropout_rate)
     y, heads = _forward(params, x, kv, key, mask, settings)
     kept = (kv, key if dropout_rate else None)[:len(inputs)]  # the key only when it drops: NOTE (dropout)
@@ -246,5 +263,42 @@ def attention_bwd(res, y_bar, *, num_heads: int, num_kv_heads=None, causal: bool
     return _backward(res, y_bar, Settings(num_heads, num_kv_heads, causal, block_size, dropout_rate))
 
 
+def _heads_tangent(q, k, v, q_dot, k_dot, v_dot, mask, key, settings):
+    """o, o_dot: (N, H, T, d) on the untiled or the tiled path, K/V and their tangents shared."""
+    block = _block(max(q.shape[2], k.shape[2]), settings.block_size)
+    shared = [share(a, settings.group) for a in (k, v, k_dot, v_dot)]
+    args = (q, *shared[:2], q_dot, *shared[2:], settings.causal, mask, key, settings.dropout_rate)
+    return untiled_tangent(*args) if block is None else tiled_tangent(*args, block)
+
+
+def _tangent(primals, tangents, mask, settings, heads_tangent=_heads_tangent):
+    """y, y_dot: the Tangent lines; ``heads_tangent`` is the registry mutants' hook (as ``_backward``'s)."""
+    (params, x, *inputs), (params_dot, x_dot, *input_dots) = primals, tangents
+    kv, key = _kv_and_key(inputs)
+    dtype = compute_dtype(x, *_given(kv), *params)  # NOTE (precision)
+    p32, w_dot = _as(params, dtype), _as(params_dot, dtype)
+    x32, x_dot32 = x.astype(dtype), x_dot.astype(dtype)
+    kv32, kv_dot32 = (x32, x_dot32) if kv is None else (kv.astype(dtype), input_dots[0].astype(dtype))
+
+    def projected(a, a_dot, w, w_dot_, heads):  # split(a @ w) and its tangent by the product rule
+        return split(a @ w, heads), split(a_dot @ w + a @ w_dot_, heads)
+
+    (q, q_dot), (k, k_dot), (v, v_dot) = (projected(x32, x_dot32, p32.w_q, w_dot.w_q, settings.num_heads),
+                                          projected(kv32, kv_dot32, p32.w_k, w_dot.w_k, settings.kv_heads),
+                                          projected(kv32, kv_dot32, p32.w_v, w_dot.w_v, settings.kv_heads))
+    o, o_dot = heads_tangent(q, k, v, q_dot, k_dot, v_dot, mask, key, settings)
+    y, y_dot = merge(o) @ p32.w_o + p32.b_o, merge(o_dot) @ p32.w_o + merge(o) @ w_dot.w_o + w_dot.b_o
+    out = jnp.result_type(x, *_given(kv), *params)
+    return y.astype(out), y_dot.astype(out)
+
+
+def attention_jvp(primals, tangents, *, num_heads: int, num_kv_heads=None, causal: bool = False, mask=None,
+                  block_size=None, dropout_rate: float = 0.0):
+    params, x, *inputs = primals
+    kv, key = _kv_and_key(inputs)
+    settings = _checked(params, x, kv, key, mask, num_heads, num_kv_heads, causal, block_size, dropout_rate)
+    return _tangent(primals, tangents, mask, settings)
+
+
 attention = make_layer(attention_auto, attention_fwd, attention_bwd, name=NAME, init=attention_init,
-                       roles=("params", "x", "x", "key"), infer=attention_infer)
+                       roles=("params", "x", "x", "key"), infer=attention_infer, jvp=attention_jvp)

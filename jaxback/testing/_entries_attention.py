@@ -13,6 +13,7 @@ from .._attention_dropout import UNTILED, block_keep, dropped
 from .._attention_heads import group_sum, share
 from .._attention_tiled import tiled_backward
 from .._attention_untiled import allowed, scores
+from ._attention_jvp_mutants import JVP_MUTANTS
 from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
 from .strategies import values
 
@@ -187,7 +188,7 @@ ATTENTION = LayerInfo(
     hypers=({"num_heads": 1}, {"num_heads": 2}, {"num_heads": 2, "causal": True},
             {"num_heads": 2, "mask": _MASK}, {"num_heads": 2, "causal": True, "mask": _HEAD_MASK}),
     value_kinds=("wide", "ties"),
-    edge_cases=EDGE_CASES, error_cases=ERROR_CASES, mutants=MUTANTS,
+    edge_cases=EDGE_CASES, error_cases=ERROR_CASES, mutants=MUTANTS + JVP_MUTANTS,
     bench_shape=(2, 512, 64), bench_hyper={"num_heads": 4, "causal": True},
     notes="value kind 'extreme' left out: with |x| ~ 1e4 the scores reach ~1e7 and a row that is not "
           "saturated makes w_q_bar, w_k_bar ill-conditioned; against a 60-digit reference both autodiff and "

@@ -17,11 +17,12 @@ from .._attention_blocks import block_allowed
 from .._attention_tiled import _make_tiled_backward, block_backward
 from .._layer import make_layer
 from ._entries_attention import _P8, _cast, _close, _equal, _finite, _mutant, _params, _x
+from ._attention_jvp_mutants import JVP_MUTANTS
 from ._registry import FLAGS, EdgeCase, ErrorCase, LayerInfo
 from .strategies import values
 
 grouped_attention = make_layer(attention.auto, attention.fwd, attention.bwd, name="attention (cross, grouped)",
-                               init=attention.init, roles=attention.roles)
+                               init=attention.init, roles=attention.roles, jvp=attention.jvp)
 
 SHAPES = ((2, 4, 8),)  # x's; kv: (N, 3, D). One shape: the self-attention entries vary the shapes (suite time)
 _MASK = jnp.asarray(np.random.default_rng(5).random((4, 3)) < 0.6).at[2].set(False)  # query 2 sees no key
@@ -142,7 +143,7 @@ GROUPED = LayerInfo(
             {"num_heads": 4, "num_kv_heads": 2, "mask": _HEAD_MASK, "block_size": 3}),
     value_kinds=("wide", "ties"),
     supports=frozenset(FLAGS) - {"sharding"},  # the self-attention entry's sharded check covers the batch axis
-    edge_cases=EDGE_CASES, error_cases=ERROR_CASES, mutants=MUTANTS,
+    edge_cases=EDGE_CASES, error_cases=ERROR_CASES, mutants=MUTANTS + JVP_MUTANTS,
     bench_shape=(2, 256, 64), bench_hyper={"num_heads": 4, "num_kv_heads": 2, "causal": True},
     notes="value kind 'extreme' left out, as for attention. No sharded check: the self-attention entry's "
           "covers the batch axis (the same programs per example).",

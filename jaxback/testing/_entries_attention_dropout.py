@@ -22,11 +22,12 @@ from .._attention_tiled import _make_tiled_backward, block_backward
 from .._keep_mask import keep_mask
 from .._layer import make_layer
 from ._entries_attention import _MASK, _P8, _cast, _close, _fixed_args, _mutant, _params, _x
+from ._attention_jvp_mutants import JVP_MUTANTS
 from ._registry import FLAGS, EdgeCase, ErrorCase, LayerInfo
 from .strategies import values
 
 dropout_attention = make_layer(attention.auto, attention.fwd, attention.bwd, name="attention (dropout)",
-                               init=attention.init, roles=attention.roles)
+                               init=attention.init, roles=attention.roles, jvp=attention.jvp)
 
 SHAPES = ((2, 4, 6),)
 
@@ -110,7 +111,7 @@ DROPOUT = LayerInfo(
             {"num_heads": 2, "causal": True, "mask": _MASK, "dropout_rate": 0.5, "block_size": 3}),
     value_kinds=("wide", "ties"),
     supports=frozenset(FLAGS) - {"sharding"},  # the self-attention entry's sharded check covers the batch axis
-    edge_cases=EDGE_CASES, error_cases=ERROR_CASES, mutants=MUTANTS,
+    edge_cases=EDGE_CASES, error_cases=ERROR_CASES, mutants=MUTANTS + JVP_MUTANTS,
     bench_shape=(2, 256, 64), bench_hyper={"num_heads": 4, "causal": True, "dropout_rate": 0.1},
     notes="value kind 'extreme' left out, as for attention. The key is not differentiable (float0 cotangent); "
           "the masks are a function of (key, dropout_rate, block_size, shapes), as for dropout. No sharded check: "

@@ -20,10 +20,11 @@ from .._attention_untiled import scores
 from .._layer import make_layer
 from ._entries_attention import (_EMPTY_ROW, _HEAD_MASK, _MASK, _P8, ATTENTION, ERROR_CASES, SHAPES, _cast, _close,
                                  _equal, _finite, _fixed_args, _mutant, _sample_args, _value_path, _x)
+from ._attention_jvp_mutants import JVP_MUTANTS
 from ._registry import FLAGS, EdgeCase, ErrorCase, LayerInfo
 
 tiled_attention = make_layer(attention.auto, attention.fwd, attention.bwd, name="attention (tiled)",
-                             init=attention.init, roles=attention.roles)
+                             init=attention.init, roles=attention.roles, jvp=attention.jvp)
 
 
 def _untiled(shape, **hyper):
@@ -131,7 +132,7 @@ TILED = LayerInfo(
     # the untiled entry's sharded check covers the sharded batch; this one skips the 4-device
     # subprocess for suite time (the block loops are the same programs per example)
     supports=frozenset(FLAGS) - {"sharding"},
-    edge_cases=EDGE_CASES, error_cases=ERROR_CASES, mutants=MUTANTS,
+    edge_cases=EDGE_CASES, error_cases=ERROR_CASES, mutants=MUTANTS + JVP_MUTANTS,
     bench_shape=(1, 512, 64), bench_hyper={"num_heads": 4, "causal": True, "block_size": 64},
     notes=ATTENTION.notes.split(" At the saturated")[0] + " Saturated rows: the tiled rule sums D = rowsum(p_bar * p) block by block in a first pass, "
           "so w_q_bar and w_k_bar there are exact zeros in float32 and 2e-8 of the gradient's scale in float64 "
