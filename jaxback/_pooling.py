@@ -29,6 +29,17 @@ off transposes the padding. With ``y_bar = dL/dy``: (N, H', W', C):
 
 * flatten: y = x.reshape(N, -1) only renumbers the entries, so x_bar = y_bar.reshape(x.shape).
 
+Forward mode. Move x along a tangent x_dot (x_dot padded with 0: the padding does not move). A
+window's maximum is one of its entries, so to first order y moves with the entry that holds it:
+reduce each window over (x, x_dot) pairs, keeping the pair with the larger x: its tangent is y_dot.
+avg_pool2d and flatten are linear in x, so their tangent is the layer applied to x_dot:
+
+  Tangent   x_dot: (N, H, W, C)
+            max:      (_, y_dot) = reduce over the window of the pairs (xs_ac, xs_dot_ac), from (-inf, 0),
+                                   with (k, t), (k', t') -> (k, t) if k >= k' else (k', t')   (N, H', W', C)
+            avg:      y_dot = (sum over (a, c) of xs_dot_ac) / K                               (N, H', W', C)
+            flatten:  y_dot = x_dot.reshape(N, -1)
+
 NOTE (max ties): when several entries of a window share the maximum, the whole gradient goes to the
 *first* one in row-major window order (top row first, left to right), as JAX's autodiff of
 ``lax.reduce_window(x, -inf, lax.max, ...)`` does on CPU (XLA's select-and-scatter with ``>=``,
@@ -37,7 +48,12 @@ current choice unless a later entry is *not* ``<=`` it (``~(best >= xs)``). With
 first maximum; with a NaN it reproduces XLA's choice as well. Padding entries take part as ``-inf``:
 in a window whose real entries are all -inf, the gradient may go to the padding and is dropped,
 again as autodiff does. Each padding must be smaller than the window, so every window holds a real
-entry.
+entry. The jvp's pair reduction is autodiff's forward mode (JAX lowers its select_and_gather_add
+to this reduce_window on CPU), so it breaks ties as that does, which is not always the bwd's choice:
+XLA picks the order of a window's entries. On CPU (jax 0.10.2, measured) it walks row-major, the
+bwd's first maximum, except where padding adds an output column, where it walked 2x2 windows column
+by column (x = [[0, 1, 0], [1, 0, 0]], padding ((0, 0), (0, 1)): the tangent of entry (1, 0), where
+autodiff's reverse mode and the bwd take (0, 1)); a window whose maximum is -inf keeps the init's 0.
 NOTE (avg padding): avg_pool2d always divides by the full window size K; padded zeros count as
 entries (PyTorch's ``count_include_pad=True``, flax's default), so with "SAME" padding a border
 output is the sum of its real entries over K.
@@ -51,6 +67,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ._layer import Like as _Like, make_layer
@@ -121,10 +138,17 @@ def _first_max(slices):
     return choice
 
 
-def _jit_hyper(bwd):
-    """``bwd`` compiled as one program (hyperparameters static): run eagerly, its K slices, wheres
+def _larger(a, b):
+    """Of two (key, tangent) pairs the one with the larger key, ``a`` on a tie (NOTE on ties)."""
+    (key_a, tangent_a), (key_b, tangent_b) = a, b
+    keep = key_a >= key_b
+    return jnp.where(keep, key_a, key_b), jnp.where(keep, tangent_a, tangent_b)
+
+
+def _jit_hyper(rule):
+    """A bwd or jvp compiled as one program (hyperparameters static): run eagerly, its K slices, wheres
     and pads would each dispatch (and compile) on their own, ~10x slower. Inlined under an outer jit."""
-    return jax.jit(bwd, static_argnames=("window", "stride", "padding"))
+    return jax.jit(rule, static_argnames=("window", "stride", "padding"))
 
 
 def _reduce(x, init: float, op, k, s, pads):
@@ -154,7 +178,17 @@ def max_pool2d_bwd(res, y_bar, *, window=2, stride=2, padding="VALID"):
     return (_unpool(parts, k, s, pads, x),)
 
 
-max_pool2d = make_layer(max_pool2d_auto, max_pool2d_fwd, _jit_hyper(max_pool2d_bwd), name="max_pool2d")
+def max_pool2d_jvp(primals, tangents, *, window=2, stride=2, padding="VALID"):
+    (x,), (x_dot,) = primals, tangents
+    k, s, pads = _check("max_pool2d", x, window, stride, padding)
+    init = (np.asarray(-np.inf, x.dtype), np.asarray(0, x_dot.dtype))  # padding: key -inf, tangent 0
+    _, y_dot = _reduce((x, x_dot), init, _larger, k, s, pads)  # each window's max, and its tangent
+    # y from x alone, not from the pairs: under jacfwd's vmap over tangents y must stay unbatched
+    return _reduce(x, -math.inf, lax.max, k, s, pads), y_dot
+
+
+max_pool2d = make_layer(max_pool2d_auto, max_pool2d_fwd, _jit_hyper(max_pool2d_bwd), name="max_pool2d",
+                        jvp=_jit_hyper(max_pool2d_jvp))
 
 
 # avg_pool2d ---------------------------------------------------------------------------------------------
@@ -162,6 +196,10 @@ def avg_pool2d_auto(x: jax.Array, *, window: int | tuple[int, int] = 2, stride: 
                     padding: str | int | tuple = "VALID") -> jax.Array:
     """Mean over each window, padding counted as zeros; x: (N, H, W, C) -> y: (N, H', W', C)."""
     k, s, pads = _check("avg_pool2d", x, window, stride, padding)
+    return _average(x, k, s, pads)
+
+
+def _average(x, k, s, pads):
     return _reduce(x, 0.0, lax.add, k, s, pads) / (k[0] * k[1])
 
 
@@ -176,7 +214,14 @@ def avg_pool2d_bwd(res, y_bar, *, window=2, stride=2, padding="VALID"):
     return (_unpool([share] * (k[0] * k[1]), k, s, pads, like),)
 
 
-avg_pool2d = make_layer(avg_pool2d_auto, avg_pool2d_fwd, _jit_hyper(avg_pool2d_bwd), name="avg_pool2d")
+def avg_pool2d_jvp(primals, tangents, *, window=2, stride=2, padding="VALID"):
+    (x,), (x_dot,) = primals, tangents
+    k, s, pads = _check("avg_pool2d", x, window, stride, padding)
+    return _average(x, k, s, pads), _average(x_dot, k, s, pads)  # linear: the layer applied to x_dot
+
+
+avg_pool2d = make_layer(avg_pool2d_auto, avg_pool2d_fwd, _jit_hyper(avg_pool2d_bwd), name="avg_pool2d",
+                        jvp=_jit_hyper(avg_pool2d_jvp))
 
 
 # flatten ------------------------------------------------------------------------------------------------
@@ -196,4 +241,10 @@ def flatten_bwd(res, y_bar):
     return (y_bar.reshape(like.shape).astype(like.dtype),)
 
 
-flatten = make_layer(flatten_auto, flatten_fwd, flatten_bwd, name="flatten")
+def flatten_jvp(primals, tangents):
+    (x,), (x_dot,) = primals, tangents
+    y = flatten_auto(x)
+    return y, x_dot.reshape(y.shape)
+
+
+flatten = make_layer(flatten_auto, flatten_fwd, flatten_bwd, name="flatten", jvp=flatten_jvp)
