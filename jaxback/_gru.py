@@ -61,13 +61,29 @@ N=64, D=64, H=128: 65 / 75.5 MB. tests/test_memory.py holds the rule to <= autod
             w_h_bar = einsum("tnh,tnk->hk", h_prev, dus)              (H, 3H)
             b_x_bar, b_h_bar = das.sum((0, 1)), dus.sum((0, 1))       (3H,) each
 
+Forward mode. Perturb every input along a tangent of its shape (``params_dot``, ``xs_dot``,
+``state_dot``); to first order h_t moves by the chain rule, a product rule at every product, from
+the tangent of h_{t-1}. So ONE forward scan carries h and its tangent side by side (nothing is kept
+for a later pass), the gates' tangents from their outputs' slopes as in the backward:
+
+  Tangent   w_x_dot: (D, 3H), w_h_dot: (H, 3H), b_x_dot, b_h_dot: (3H,), xs_dot: (T, N, D), h0_dot: (N, H)
+            xw_dot = xs_dot @ w_x + xs @ w_x_dot + b_x_dot      (T, N, 3H) = [a_r_dot | a_z_dot | a_n_dot]
+            forward scan over t, carry (h, h_dot) starting at (h_0, h0_dot):
+                hw_dot = h_dot @ w_h + h @ w_h_dot + b_h_dot    (N, 3H) = [u_r_dot | u_z_dot | u_n_dot]
+                r, z, n, u_n = the gates from xw_t, h @ w_h + b_h          h = h_{t-1}
+                r_dot = r(1 - r) * (a_r_dot + u_r_dot);   z_dot = z(1 - z) * (a_z_dot + u_z_dot)
+                n_dot = (1 - n)(1 + n) * (a_n_dot + r_dot * u_n + r * u_n_dot)
+                h_dot = (1 - z) * n_dot + z * h_dot + z_dot * (h - n)
+                h = (1 - z) * n + z * h;  stack (h, h_dot) into (hs, hs_dot)   (T, N, H) each
+            y_dot = (hs_dot, h_dot)                              the final carry's tangent
+
 Residuals (``res``): params, xs, state (the inputs, held anyway) and hs (the output): the forward
 allocates nothing for the backward. The gates are recomputed (one extra (T*N, D)(D, 3H) and one
 (T*N, H)(H, 3H) matmul), not saved: autodiff of the scan saves r, z, n, u_n, h_{t-1}, ... per step.
 
 NOTE (layout): ``batch_first=True`` (PyTorch's and flax's flag) takes xs (N, T, D) and gives hs
 (N, T, H); they are swapped to time-major around the scans (the forward saves hs time-major), so the
-rule above is unchanged; the cost is the swaps, copies of xs, hs and their cotangents.
+rules above are unchanged; the cost is the swaps, copies of xs, hs and their (co)tangents.
 NOTE (dtype): all inputs are promoted to their common float dtype (a float32 state with bfloat16
 params runs in float32); each cotangent is cast back to its primal's dtype.
 NOTE (stability): sigmoid is ``lax.logistic`` (no overflow); h_t is a convex mix of n in [-1, 1] and
@@ -87,7 +103,7 @@ from jax import lax
 
 from ._init import lecun_normal
 from ._layer import make_layer
-from ._recurrent import promote, sigmoid_slope, states_before, swap_time_batch, tanh_slope, time_major
+from ._recurrent import promote, sequence_jvp, sigmoid_slope, states_before, swap_time_batch, tanh_slope, time_major
 from ._sharding import cotangent_sharding
 from ._validate import describe, require_float, require_rank
 
@@ -224,4 +240,33 @@ def gru_bwd(res, y_bar, batch_first: bool = False):
     return params_bar, swap(xs_bar), h0_bar
 
 
-gru = make_layer(gru_auto, gru_fwd, gru_bwd, name=NAME, init=gru_init, roles=("params", "x", "x"), infer=gru_infer)
+def _step_jvp(params, params_dot, carry, xw_and_tangent):
+    """The tangent scan's body: one step and its tangent (the derivation's Tangent loop, same names)."""
+    (h, h_dot), (xw_t, xw_dot_t) = carry, xw_and_tangent
+    a_r_dot, a_z_dot, a_n_dot = jnp.split(xw_dot_t, 3, axis=-1)
+    u_r_dot, u_z_dot, u_n_dot = jnp.split(h_dot @ params.w_h + h @ params_dot.w_h + params_dot.b_h, 3, axis=-1)
+    r, z, n, u_n = _gates(xw_t, h @ params.w_h + params.b_h)
+    r_dot, z_dot = sigmoid_slope(r) * (a_r_dot + u_r_dot), sigmoid_slope(z) * (a_z_dot + u_z_dot)
+    n_dot = tanh_slope(n) * (a_n_dot + r_dot * u_n + r * u_n_dot)
+    h_dot = (1 - z) * n_dot + z * h_dot + z_dot * (h - n)
+    h = (1 - z) * n + z * h
+    return (h, h_dot), (h, h_dot)
+
+
+@functools.partial(jax.jit, static_argnames="step_jvp")
+def _tangent_scan(primals, tangents, step_jvp=_step_jvp):
+    """``((hs, h_T), (hs_dot, h_T_dot))``, time-major, in the inputs' common dtype."""
+    _check(*primals)
+    (params, xs, h0), (params_dot, xs_dot, h0_dot) = promote(primals, tangents)
+    xw_dot = xs_dot @ params.w_x + xs @ params_dot.w_x + params_dot.b_x  # (T, N, D)(D, 3H) twice, + (3H,)
+    step = functools.partial(step_jvp, params, params_dot)
+    (h, h_dot), (hs, hs_dot) = lax.scan(step, (h0, h0_dot), (xs @ params.w_x + params.b_x, xw_dot))
+    return (hs, h), (hs_dot, h_dot)
+
+
+def gru_jvp(primals, tangents, batch_first: bool = False):
+    return sequence_jvp(NAME, _tangent_scan, primals, tangents, batch_first)  # NOTE (layout)
+
+
+gru = make_layer(gru_auto, gru_fwd, gru_bwd, name=NAME, init=gru_init, roles=("params", "x", "x"), infer=gru_infer,
+                 jvp=gru_jvp)

@@ -32,7 +32,7 @@ from jax._src import hijax as _hijax_internal  # VmapOf: vmap of a VJPHiPrimitiv
 from jax._src.interpreters import batching as _batching
 from jax.experimental import hijax
 
-__all__ = ["HandRules", "hand_rule"]
+__all__ = ["HandRules", "hand_rule", "chained_jvp"]
 
 
 class HandRules(NamedTuple):
@@ -138,3 +138,20 @@ def hand_rule(rules: HandRules) -> Callable:
         out_aval = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), traced.out_avals)
         return _HandRule(rules, jax.tree_util.tree_map(_aval, args), out_aval)(*args)
     return call
+
+
+def chained_jvp(fn: Callable) -> Callable:
+    """A ``jvp`` for :class:`HandRules` that is ``jax.jvp`` of ``fn``: the hand JVPs of the layers
+    ``fn`` calls, chained by JAX (remat's: forward mode keeps nothing for a later pass, so there is
+    nothing to recompute). Inputs whose tangent is ``None`` (keys, ids) are held fixed."""
+    def jvp(primals, tangents):
+        leaves, tree = jax.tree_util.tree_flatten(primals)
+        moving = [t is not None for t in tree.flatten_up_to(tangents)]
+        pick = lambda values: [v for v, m in zip(values, moving) if m]  # noqa: E731
+
+        def of_moving(*moved):
+            moved = iter(moved)
+            return fn(*tree.unflatten([next(moved) if m else leaf for leaf, m in zip(leaves, moving)]))
+
+        return jax.jvp(of_moving, pick(leaves), pick(tree.flatten_up_to(tangents)))
+    return jvp

@@ -51,7 +51,8 @@ class Layer:
         argument of ``apply`` (``None`` for integer inputs such as labels). It receives the static
         hyperparameters only, not array keywords (see the module docstring).
       jvp: ``jvp(primals, tangents, **hyper) -> (y, y_dot)``, the hand-derived forward-mode rule
-        (``None``: the layer has none, and ``jax.jvp`` of it raises as for any ``custom_vjp``).
+        (``None``: the layer has none, and ``jax.jvp`` of it raises as for any ``custom_vjp``; a
+        model's is ``None`` too, and forward mode runs through its layers' own JVPs).
         ``primals`` is the tuple of positional arguments, ``tangents`` the same structure, with
         ``None`` for integer and key inputs; array keywords come as keywords (see ``_hand_rule``).
       init: ``init(key, ...) -> params`` for layers with parameters, else ``None``.
@@ -297,7 +298,7 @@ def make_layer(auto, fwd, bwd, *, name: str, init=None, takes_params=None, roles
     signature = _signature_or_none(auto)
     if signature is not None:
         object.__setattr__(layer, "__signature__", signature)
-    object.__setattr__(layer, "__doc__", _layer_doc(name, auto, init, signature))
+    object.__setattr__(layer, "__doc__", _layer_doc(name, auto, init, signature, jvp is not None))
     return layer
 
 
@@ -324,7 +325,7 @@ def _plain(signature) -> str:
     return re.sub(r"(: |-> )'([^']*)'", r"\1\2", str(signature))
 
 
-def _layer_doc(name: str, auto, init, signature) -> str:
+def _layer_doc(name: str, auto, init, signature, has_jvp: bool = False) -> str:
     """The docstring of a built Layer: signature, the module's summary, the forward's docstring."""
     module = inspect.getmodule(auto.func if isinstance(auto, functools.partial) else auto)
     summary = (inspect.getdoc(module) or "").split("\n", 1)[0] if module is not None else ""
@@ -334,7 +335,9 @@ def _layer_doc(name: str, auto, init, signature) -> str:
     where = f" The derivation: ``help({module.__name__})``." if module is not None else ""
     parts.append(
         f"A jaxback Layer: calling it runs the hand-derived VJP; ``.auto`` is the same forward for\n"
-        f"JAX autodiff; ``.fwd``/``.bwd`` are the two halves of the rule.{where}"
+        f"JAX autodiff; ``.fwd``/``.bwd`` are the two halves of the rule"
+        f"{'; ``.jvp`` is the hand forward-mode rule (jax.jvp, jacfwd and linearize use it)' if has_jvp else ''}."
+        f"{where}"
     )
     return "\n\n".join(p for p in parts if p)
 

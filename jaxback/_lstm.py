@@ -61,6 +61,24 @@ float32, CPU: T=128, N=8, D=16, H=32: this rule 1.90 MB, accumulating in the car
             w_h_bar = einsum("tnh,tnk->hk", h_prev, dzs)          (H, T*N)(T*N, 4H) -> (H, 4H)
             b_bar   = dzs.sum((0, 1))                             (4H,)
 
+Forward mode. Perturb every input along a tangent of its shape (``params_dot``, ``xs_dot``,
+``state_dot``); to first order each step's state moves by the chain rule, a product rule at every
+product, from the tangent of the state before it. So ONE forward scan carries the state and its
+tangent side by side (nothing is kept for a later pass), the gates' tangents from their outputs'
+slopes as in the backward:
+
+  Tangent   w_x_dot: (D, 4H), w_h_dot: (H, 4H), b_dot: (4H,), xs_dot: (T, N, D), state_dot: (N, H) x 2
+            xw_dot = xs_dot @ w_x + xs @ w_x_dot + b_dot       (T, N, 4H), linear's product rule
+            forward scan over t, carry ((h, c), (h_dot, c_dot)) starting at (state, state_dot):
+                i, f, g, o = gates(xw_t + h @ w_h)              h, c = h_{t-1}, c_{t-1}
+                z_dot = xw_dot_t + h_dot @ w_h + h @ w_h_dot    (N, 4H)
+                i_dot, f_dot, g_dot, o_dot = [i(1-i) | f(1-f) | (1-g)(1+g) | o(1-o)] * z_dot   (N, H) each
+                c_dot = f_dot * c + f * c_dot + i_dot * g + i * g_dot
+                c = f * c + i * g;  tc = tanh(c)
+                h_dot = o_dot * tc + o * (1 - tc)(1 + tc) * c_dot
+                h = o * tc;  stack (h, h_dot) into (hs, hs_dot)           (T, N, H) each
+            y_dot = (hs_dot, (h_dot, c_dot))                    the final carry's tangents
+
 Residuals (``res``): params, xs, state (the inputs, held anyway), hs (the output) and cs, the cell
 states (T, N, H): the only array the forward allocates for the backward, T*N*H numbers (autodiff of
 the scan saves 11 arrays of that size: gates, tanh(c), c_{t-1}, h_{t-1}, ...). The gates are NOT
@@ -69,7 +87,8 @@ one extra (N, H)(H, 4H) matmul per step plus one (T*N, D)(D, 4H) matmul.
 
 NOTE (cost): xw = xs @ w_x + b is one big matmul before the scan; ``auto`` runs the same forward.
 NOTE (layout): ``batch_first=True`` (PyTorch's and flax's flag) takes xs (N, T, D) and gives hs
-(N, T, H); they are swapped to time-major around the scans (the forward saves hs, cs time-major).
+(N, T, H); they are swapped to time-major around the scans (the forward saves hs, cs time-major),
+and so are xs_dot and hs_dot around the tangent scan.
 NOTE (dtype): all inputs are promoted to their common float dtype (a float32 state with bfloat16
 params runs in float32); each cotangent is cast back to its primal's dtype.
 NOTE (stability): sigmoid is ``lax.logistic`` (no overflow); |g|, |o|, |tc| <= 1 and 0 <= f <= 1, so
@@ -90,7 +109,7 @@ from jax import lax
 from ._init import lecun_normal
 from ._layer import make_layer
 from ._recurrent import promote as _promote, sigmoid_slope as _sigmoid_slope, states_before as _before
-from ._recurrent import swap_time_batch, tanh_slope as _tanh_slope, time_major
+from ._recurrent import sequence_jvp, swap_time_batch, tanh_slope as _tanh_slope, time_major
 from ._sharding import cotangent_sharding
 from ._validate import describe, require_float, require_rank
 
@@ -248,5 +267,42 @@ def lstm_bwd(res, y_bar, batch_first: bool = False):
     return params_bar, swap(xs_bar), state_bar
 
 
+def _gate_tangents(gates, z_dot):
+    """``(i_dot, f_dot, g_dot, o_dot)``: each gate's slope, from its output, times its slice of z_dot."""
+    i, f, g, o = gates
+    slopes = (_sigmoid_slope(i), _sigmoid_slope(f), _tanh_slope(g), _sigmoid_slope(o))
+    return tuple(slope * z_dot_k for slope, z_dot_k in zip(slopes, jnp.split(z_dot, 4, axis=-1)))
+
+
+def _cell_jvp(w_h, w_h_dot, carry, step):
+    """The tangent scan's body: one step and its tangent (the derivation's Tangent loop, same names)."""
+    (h, c), (h_dot, c_dot) = carry
+    xw_t, xw_dot_t = step
+    i, f, g, o = _gates(xw_t + h @ w_h)
+    i_dot, f_dot, g_dot, o_dot = _gate_tangents((i, f, g, o), xw_dot_t + h_dot @ w_h + h @ w_h_dot)
+    c_dot = f_dot * c + f * c_dot + i_dot * g + i * g_dot
+    c = f * c + i * g
+    tc = jnp.tanh(c)
+    h_dot = o_dot * tc + o * _tanh_slope(tc) * c_dot
+    h = o * tc
+    return ((h, c), (h_dot, c_dot)), (h, h_dot)
+
+
+@functools.partial(jax.jit, static_argnames="cell_jvp")
+def _tangent_scan(primals, tangents, cell_jvp=_cell_jvp):
+    """``((hs, final_state), (hs_dot, final_state_dot))``, time-major, in the inputs' common dtype."""
+    _check(*primals)
+    (params, xs, state), (params_dot, xs_dot, state_dot) = _promote(primals, tangents)
+    xw_dot = xs_dot @ params.w_x + xs @ params_dot.w_x + params_dot.b  # (T, N, D)(D, 4H) twice, + (4H,)
+    step = functools.partial(cell_jvp, params.w_h, params_dot.w_h)
+    carry = (tuple(state), tuple(state_dot))
+    ((h, c), (h_dot, c_dot)), (hs, hs_dot) = lax.scan(step, carry, (_input_projection(params, xs), xw_dot))
+    return (hs, LSTMState(h, c)), (hs_dot, LSTMState(h_dot, c_dot))
+
+
+def lstm_jvp(primals, tangents, batch_first: bool = False):
+    return sequence_jvp(NAME, _tangent_scan, primals, tangents, batch_first)  # NOTE (layout)
+
+
 lstm = make_layer(lstm_auto, lstm_fwd, lstm_bwd, name=NAME, init=lstm_init, roles=("params", "x", "x"),
-                  infer=lstm_infer)
+                  infer=lstm_infer, jvp=lstm_jvp)

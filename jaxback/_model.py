@@ -92,7 +92,8 @@ class Node(NamedTuple):
     (y, new_state, res)``; ``bwd(res, y_bar, ctx) -> (params_bar, x_bar)``;
     ``paths(tree, prefix) -> [(path, leaf)]`` for a params or state tree. ``children``: the
     ``(path segment, Node)`` pairs below a combinator (for ``help(model)``); ``keywords``: the
-    per-call array keywords a layer's own forward takes (a combinator's are its children's).
+    per-call array keywords a layer's own forward takes (a combinator's are its children's);
+    ``layer``: a leaf's own Layer.
     """
 
     kind: str
@@ -104,6 +105,7 @@ class Node(NamedTuple):
     paths: Callable
     children: tuple = ()
     keywords: frozenset = frozenset()
+    layer: Optional[Layer] = None  # a leaf's Layer (None for a combinator)
 
 
 def accepted_keywords(node: Node) -> frozenset:
@@ -116,6 +118,14 @@ def layer_paths(node: Node, prefix: str) -> list:
     if not node.children:
         return [prefix]
     return [p for segment, n in node.children for p in layer_paths(n, prefix + segment)]
+
+
+def layers_without_jvp(node: Node, prefix: str) -> list:
+    """The path of every layer under ``node`` that has no hand JVP: forward mode (``jax.jvp``)
+    through the model fails there."""
+    if not node.children:
+        return [prefix] if node.layer is not None and node.layer.jvp is None else []
+    return [p for segment, n in node.children for p in layers_without_jvp(n, prefix + segment)]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
@@ -258,7 +268,7 @@ def _layer_node(layer: Layer) -> Node:
             ctx.tape[ctx.path].update(x_bar=x_bar, params_bar=params_bar)
         return params_bar, x_bar
 
-    return Node(kind, has_state, init, run, fwd, bwd, tree_paths, keywords=names - {"training"})
+    return Node(kind, has_state, init, run, fwd, bwd, tree_paths, keywords=names - {"training"}, layer=layer)
 
 
 def _keywords_of(layer: Layer) -> frozenset:

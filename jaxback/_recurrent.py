@@ -1,6 +1,7 @@
 """Shared by the recurrent layers (lstm, gru): dtype promotion, the states entering each step, and
 the gate slopes written from saved outputs, and the batch-first layout (``batch_first=True``: xs and
-hs are (N, T, .), transposed to time-major around the scan, as PyTorch's and flax's flag)."""
+hs are (N, T, .), transposed to time-major around the scan, as PyTorch's and flax's flag), for the
+forward, the backward and the forward-mode rule (``sequence_jvp``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import jax.numpy as jnp
 
 from ._validate import require_bool, require_rank
 
-__all__ = ["promote", "states_before", "sigmoid_slope", "tanh_slope", "swap_time_batch", "time_major"]
+__all__ = ["promote", "states_before", "sigmoid_slope", "tanh_slope", "swap_time_batch", "time_major",
+           "sequence_jvp"]
 
 
 def promote(*trees):
@@ -45,3 +47,13 @@ def time_major(name: str, xs, batch_first):
     layout = "batch-first (N, T, D)" if batch_first else "time-major (T, N, D); batch_first=True takes (N, T, D)"
     require_rank(name, "xs", xs, 3, hint=f"Expected {layout}.")
     return swap_time_batch(xs, batch_first)
+
+
+def sequence_jvp(name, tangent_run, primals, tangents, batch_first):
+    """A recurrent layer's hand JVP: ``tangent_run(primals, tangents) -> ((hs, final), (hs_dot,
+    final_dot))``, time-major, with xs and its tangent swapped in and hs and its tangent swapped out
+    when ``batch_first`` (the same swap for both: a transpose is linear)."""
+    (params, xs, state), (params_dot, xs_dot, state_dot) = primals, tangents
+    xs, xs_dot = time_major(name, xs, batch_first), swap_time_batch(xs_dot, batch_first)
+    (hs, final), (hs_dot, final_dot) = tangent_run((params, xs, state), (params_dot, xs_dot, state_dot))
+    return (swap_time_batch(hs, batch_first), final), (swap_time_batch(hs_dot, batch_first), final_dot)

@@ -17,9 +17,16 @@ Shapes: whatever ``inner`` takes and gives; params and state are ``inner``'s own
 keys per layer (its child draws remat's own keys), so the same dropout masks. The gradient is
 exactly ``inner``'s: remat changes when the residuals exist, not what they are
 (the chain rule is the same; only the order of evaluation moves). Explicit mode (``backprop``) runs
-the rule above, and so does the vjp mode (``apply`` is ``jax.custom_vjp`` of it, so JAX chains
-this rule with the other layers' hand rules). ``auto`` is ``jax.checkpoint`` of ``inner.auto``:
-the fair twin, recomputing the same forward for autodiff.
+the rule above, and so does the vjp mode (``apply`` is one hand-rule primitive carrying it,
+``_hand_rule``, so JAX chains this rule with the other layers' hand rules). ``auto`` is
+``jax.checkpoint`` of ``inner.auto``: the fair twin, recomputing the same forward for autodiff.
+
+Forward mode (``jax.jvp``, ``jacfwd``, ``linearize``) keeps nothing across the pass: each tangent
+is computed beside its primal and dropped, so there is nothing to recompute, and remat's tangent
+rule is inner's (``_hand_rule.chained_jvp``: JAX chains inner's hand JVPs):
+
+  Tangent   params_dot, x_dot: params', x's shapes (state, key, per-call arrays: as given)
+            y, y_dot = jax.jvp(inner, (params, state, x), (params_dot, state_dot, x_dot))
 
 NOTE (why the recomputation reads its inputs through ``_after(res, y_bar)``): under ``jit`` XLA
 sees the recomputed forward as a copy of the original one. An ``optimization_barrier`` does not
@@ -40,6 +47,7 @@ from types import MappingProxyType
 import jax
 import jax.numpy as jnp
 
+from ._hand_rule import HandRules, chained_jvp, hand_rule
 from ._model import Model, Node, as_node, make_model
 
 __all__ = ["remat"]
@@ -91,17 +99,17 @@ def remat(inner) -> Model:
         if method == "auto":  # the fair twin: autodiff of inner with JAX's own recomputation
             child = ctx.child(segment, None)
             return jax.checkpoint(lambda p, s, x: node_in.run(method, p, s, x, child))(params, state, x)
-        return _vjp_rule(node_in.run, fwd, bwd, ctx, segment)(params, state, x, ctx.key, dict(ctx.inputs))
+        return _hand_rules(node_in.run, fwd, bwd, ctx, segment)(params, state, x, ctx.key, dict(ctx.inputs))
 
     paths = lambda tree, prefix: node_in.paths(tree, prefix + segment)
     node = Node("remat", node_in.has_state, init, run, fwd, bwd, paths, children=((segment, node_in),))
     return make_model(node, (node_in.kind,))
 
 
-def _vjp_rule(run, fwd, bwd, ctx, segment):
-    """The vjp mode: remat's ``fwd``/``bwd`` as a ``jax.custom_vjp`` over its array inputs (the
-    primal is ``inner.apply``); the static rest of ``ctx`` (path, training flag) is closed over.
-    Only params and x get cotangents."""
+def _hand_rules(run, fwd, bwd, ctx, segment):
+    """The vjp mode: remat's ``fwd``/``bwd`` (and inner's chained JVP) as one hand-rule primitive
+    over its array inputs (the primal is ``inner.apply``); the static rest of ``ctx`` (path,
+    training flag) is closed over. Only params and x get cotangents."""
 
     def with_arrays(key, inputs):
         return ctx._replace(key=key, inputs=MappingProxyType(inputs))
@@ -117,6 +125,4 @@ def _vjp_rule(run, fwd, bwd, ctx, segment):
         params_bar, x_bar = bwd(res, out_bar[0], ctx)  # new_state's cotangent is ignored
         return params_bar, None, x_bar, None, None
 
-    rule = jax.custom_vjp(primal)
-    rule.defvjp(rule_fwd, rule_bwd)
-    return rule
+    return hand_rule(HandRules(primal, rule_fwd, rule_bwd, chained_jvp(primal)))

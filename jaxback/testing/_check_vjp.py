@@ -61,13 +61,13 @@ def _value_problems(what, hand_tree, auto_tree, ref_tree=None, scale_floor=0.0):
     return problems
 
 
-def _describe(name, static, arrays, args, seed, held):
+def _describe(name, static, arrays, args, seed, held, checker="check_vjp"):
     settings = [f"{k}={v!r}" for k, v in sorted(static.items())]
     settings += [f"{k}=<{jnp.result_type(v)}{list(jnp.shape(v))}>" for k, v in sorted(arrays.items())]
     leaves = [f"{p} {jnp.result_type(l)}{list(jnp.shape(l))}" for p, l in labelled_leaves(args, "args") if l is not None]
     inputs = ", ".join(leaves[:8] + ([f"... ({len(leaves) - 8} more)"] if len(leaves) > 8 else []))
     kept = f"; static: {', '.join(held[:4] + (['...'] if len(held) > 4 else []))}" if held else ""
-    return f"check_vjp({', '.join([name] + settings)}) failed (seed={seed}; inputs: {inputs}{kept}):"
+    return f"{checker}({', '.join([name] + settings)}) failed (seed={seed}; inputs: {inputs}{kept}):"
 
 
 def _structure(programs: Programs, subject, args, arrays, y_bar):

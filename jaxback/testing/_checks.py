@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._layer import make_layer, split_keywords
+from ._check_jvp import check_jvp
 from ._check_vjp import check_vjp, grad_of_grad_problems, random_cotangent, with_values
 from ._tolerances import mismatch, rtol_for
 
@@ -196,17 +197,22 @@ def check_error_case(info, case):
                    f"{what} under jit")
 
 
-def _mutated(info, bwd, label):
-    return make_layer(info.layer.auto, info.layer.fwd, bwd, name=f"{info.name}[{label}]",
-                      init=info.layer.init, takes_params=info.layer.takes_params)
+def _mutated(info, label, bwd=None, jvp=None):
+    """``info``'s layer with its ``bwd`` or its ``jvp`` replaced (the other rules its own)."""
+    layer = info.layer
+    roles = None if layer.composed else layer.roles  # a model's fwd/bwd are called as one layer's
+    return make_layer(layer.auto, layer.fwd, bwd or layer.bwd, name=f"{info.name}[{label}]", init=layer.init,
+                      takes_params=layer.takes_params, roles=roles, jvp=jvp or layer.jvp)
 
 
 def mutant_is_killed(info, mutant, samples) -> bool:
-    """True if check_vjp rejects ``mutant`` (AssertionError) at one of the sample (args, hyper)."""
-    layer = _mutated(info, mutant.bwd, mutant.name)
+    """True if the checks reject ``mutant`` (AssertionError) at one of the sample (args, hyper):
+    ``check_vjp`` a wrong ``bwd``, ``check_jvp`` a wrong ``jvp``."""
+    layer = _mutated(info, mutant.name, bwd=mutant.bwd, jvp=mutant.jvp)
+    check = check_vjp if mutant.bwd is not None else check_jvp
     for args, hyper in samples:
         try:
-            check_vjp(layer, *args, fd=False, jit=False, **hyper)  # one use per rule: no compile
+            check(layer, *args, fd=False, jit=False, **hyper)  # one use per rule: no compile
         except AssertionError:
             return True
         except Exception:  # a mutant that crashes at this shape: try the next sample
@@ -225,7 +231,7 @@ def injected_error_is_caught(info, args, hyper, leaf_index, rel=1e-4) -> bool:
         return jax.tree_util.tree_unflatten(tree, flat)
 
     try:
-        check_vjp(_mutated(info, bwd, f"+{rel:g} in leaf {leaf_index}"), *args, fd=False, jit=False, **hyper)
+        check_vjp(_mutated(info, f"+{rel:g} in leaf {leaf_index}", bwd=bwd), *args, fd=False, jit=False, **hyper)
     except AssertionError:
         return True
     return False

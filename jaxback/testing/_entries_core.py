@@ -83,6 +83,10 @@ LINEAR = LayerInfo(
             xb, x.reshape(-1, x.shape[-1])[-1:].T @ g.reshape(-1, g.shape[-1])[-1:], bb))),
         Mutant("no reduction over extra batch dims", _linear_mutant(lambda p, x, g, xb, wb, bb: (xb, wb, g.sum(0)))),
         Mutant("wrong dtype in w_bar", _linear_mutant(lambda p, x, g, xb, wb, bb: (xb, wb.astype(jnp.float32), bb))),
+        Mutant("jvp: drops the x @ w_dot term", jvp=lambda primals, tangents: (
+            linear.auto(*primals), tangents[1] @ primals[0].w + tangents[0].b)),
+        Mutant("jvp: w_dot transposed", jvp=lambda primals, tangents: (
+            linear.auto(*primals), tangents[1] @ primals[0].w + primals[1] @ tangents[0].w.T + tangents[0].b)),
     ),
 )
 
@@ -112,7 +116,13 @@ _NOT_FLOAT = ErrorCase("integer x", lambda: (jnp.arange(3),), TypeError, r": x m
 def _activation(layer, limits, mutants, kink=None, hypers=({},), errors=()):
     edges = (limits,) + ((kink,) if kink else ())
     return LayerInfo(layer, _x_args, ELEMENTWISE_SHAPES, hypers, ("wide", "ties", "extreme", "inf"),
-                     edges, (_NOT_FLOAT,) + errors, mutants)
+                     edges, (_NOT_FLOAT,) + errors, mutants + (_tangent_unchanged(layer),))
+
+
+def _tangent_unchanged(layer):
+    """A jvp that forgets f'(x): y_dot = x_dot."""
+    return Mutant("jvp: the tangent passes unchanged", jvp=lambda primals, tangents, **h: (
+        layer.auto(*primals, **h), tangents[0]))
 
 
 def _scaled(layer, k):

@@ -10,13 +10,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._gru import GRUParams, _bptt, gru, gru_bwd
-from .._recurrent import sigmoid_slope, tanh_slope
+from .._gru import NAME, GRUParams, _bptt, _gates, _tangent_scan, gru, gru_bwd
+from .._recurrent import sequence_jvp, sigmoid_slope, tanh_slope
 from ._recurrent_cases import batch_first_cases, recurrent_info
 from ._registry import EdgeCase, ErrorCase, Mutant
 from .strategies import values
 
-__all__ = ["ENTRIES", "faulty_step_vjp"]
+__all__ = ["ENTRIES", "faulty_step_vjp", "faulty_step_jvp"]
 
 
 def _params(rng, d, h, dtype):
@@ -190,7 +190,28 @@ def _without_final_state_cotangent(res, y_bar):
     return gru_bwd(res, (hs_bar, jnp.zeros_like(h_bar)))
 
 
+def faulty_step_jvp(fault=None):
+    """``_gru._step_jvp`` rewritten with one ``fault``, as a whole jvp; ``None`` reproduces it."""
+    def step_jvp(params, params_dot, carry, xw_and_tangent):
+        (h, h_dot), (xw_t, xw_dot_t) = carry, xw_and_tangent
+        a_r_dot, a_z_dot, a_n_dot = jnp.split(xw_dot_t, 3, axis=-1)
+        recurrent = 0 if fault == "no_recurrent" else h_dot @ params.w_h
+        u_r_dot, u_z_dot, u_n_dot = jnp.split(recurrent + h @ params_dot.w_h + params_dot.b_h, 3, axis=-1)
+        r, z, n, u_n = _gates(xw_t, h @ params.w_h + params.b_h)
+        r_dot, z_dot = sigmoid_slope(r) * (a_r_dot + u_r_dot), sigmoid_slope(z) * (a_z_dot + u_z_dot)
+        n_dot = tanh_slope(n) * (a_n_dot + (0 if fault == "no_r_dot" else r_dot * u_n) + r * u_n_dot)
+        h_dot = (1 - z) * n_dot + (0 if fault == "no_direct" else z * h_dot) + z_dot * (h - n)
+        return ((1 - z) * n + z * h, h_dot), ((1 - z) * n + z * h, h_dot)
+
+    def jvp(primals, tangents, batch_first=False):
+        return sequence_jvp(NAME, lambda p, t: _tangent_scan(p, t, step_jvp=step_jvp), primals, tangents, batch_first)
+    return jvp
+
+
 MUTANTS = (
+    Mutant("jvp: recurrent term h_dot_{t-1} @ w_h dropped from hw_dot", jvp=faulty_step_jvp("no_recurrent")),
+    Mutant("jvp: n_dot without r_dot * u_n (the reset gate's tangent)", jvp=faulty_step_jvp("no_r_dot")),
+    Mutant("jvp: direct path z * h_dot_{t-1} dropped from h_dot", jvp=faulty_step_jvp("no_direct")),
     Mutant("dh from step t+1 not carried back (truncated BPTT)", faulty_step_vjp("truncated")),
     Mutant("r gate slope r instead of r (1 - r)", faulty_step_vjp("r_slope")),
     Mutant("n_bar = dh, the (1 - z) factor forgotten", faulty_step_vjp("no_one_minus_z")),

@@ -10,13 +10,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._lstm import (LSTMParams, LSTMState, _bptt, _gates, _sigmoid_slope, _tanh_slope, lstm,
-                     lstm_bwd)
+from .._lstm import (NAME, LSTMParams, LSTMState, _bptt, _gate_tangents, _gates, _sigmoid_slope, _tanh_slope,
+                     _tangent_scan, lstm, lstm_bwd)
+from .._recurrent import sequence_jvp
 from ._recurrent_cases import batch_first_cases, recurrent_info
 from ._registry import EdgeCase, ErrorCase, Mutant
 from .strategies import values
 
-__all__ = ["ENTRIES", "faulty_cell_vjp"]
+__all__ = ["ENTRIES", "faulty_cell_vjp", "faulty_cell_jvp"]
 
 
 def _hidden(shape) -> int:
@@ -165,7 +166,28 @@ def _without_final_state_cotangent(res, y_bar):
     return lstm_bwd(res, (hs_bar, LSTMState(jnp.zeros_like(final_bar.h), jnp.zeros_like(final_bar.c))))
 
 
+def faulty_cell_jvp(fault=None):
+    """``_lstm._cell_jvp`` rewritten with one ``fault``, as a whole jvp; ``None`` reproduces it."""
+    def cell_jvp(w_h, w_h_dot, carry, step):
+        (h, c), (h_dot, c_dot) = carry
+        xw_t, xw_dot_t = step
+        i, f, g, o = _gates(xw_t + h @ w_h)
+        z_dot = xw_dot_t + (0 if fault == "no_recurrent" else h_dot @ w_h) + h @ w_h_dot
+        i_dot, f_dot, g_dot, o_dot = _gate_tangents((i, f, g, o), z_dot)
+        c_dot = (0 if fault == "no_forget" else f_dot * c) + f * c_dot + i_dot * g + i * g_dot
+        c = f * c + i * g
+        tc = jnp.tanh(c)
+        h_dot = o_dot * tc + o * _tanh_slope(tc) * c_dot
+        return ((o * tc, c), (h_dot, c_dot)), (o * tc, h_dot)
+
+    def jvp(primals, tangents, batch_first=False):
+        return sequence_jvp(NAME, lambda p, t: _tangent_scan(p, t, cell_jvp=cell_jvp), primals, tangents, batch_first)
+    return jvp
+
+
 MUTANTS = (
+    Mutant("jvp: recurrent term h_dot_{t-1} @ w_h dropped from z_dot", jvp=faulty_cell_jvp("no_recurrent")),
+    Mutant("jvp: forget gate's tangent f_dot * c_{t-1} dropped from c_dot", jvp=faulty_cell_jvp("no_forget")),
     Mutant("dc_{t-1} = dc_t (forgot the f factor)", faulty_cell_vjp("no_forget")),
     Mutant("tanh' = 1 - t instead of (1 - t)(1 + t)", faulty_cell_vjp("tanh_slope")),
     Mutant("dh from step t+1 not carried back (truncated BPTT)", faulty_cell_vjp("truncated")),

@@ -114,18 +114,18 @@ def fd_plan(programs, args, arrays, state_positions=()):
     return FdPlan(fd_args, positions, (tangent, cotangent, 1e-6 if float64 else 1e-4), precision)
 
 
-def fd_problems(projections, plan: FdPlan) -> list:
-    """The report line if the hand VJP and the difference quotient disagree beyond JAX's
-    tolerance plus the quotient's measured error (see the module docstring)."""
+def fd_problems(projections, plan: FdPlan, rule: str = "VJP") -> list:
+    """The report line if the hand rule (``"VJP"`` or ``"JVP"``) and the difference quotient
+    disagree beyond JAX's tolerance plus the quotient's measured error (see the module docstring)."""
     hand, difference, slack = (float(p) for p in projections)
     fd_leaves = jax.tree_util.tree_leaves(plan.fd_args)
     tol = fd_tolerance(jnp.result_type(fd_leaves[i]) for i in plan.positions)
     if abs(hand - difference) <= tol + tol * abs(difference) + slack:
         return []
     where = f", {plan.precision}" if plan.precision else ""
-    return [f"finite differences disagree with the hand VJP along a random direction t: <y_bar, J t> = "
+    return [f"finite differences disagree with the hand {rule} along a random direction t: <y_bar, J t> = "
             f"{hand:.10g} by the hand rule, {difference:.10g} by central differences (atol = rtol = {tol:g}, "
             f"plus {slack:.3g} for the quotient's own error, from the second difference; eps = {plan.inputs[2]:g}"
-            f"{where}). The other witness agreed: the hand VJP matches autodiff of the reference, so the "
+            f"{where}). The other witness agreed: the hand {rule} matches autodiff of the reference, so the "
             f"reference's derivative may be wrong too, or f has a kink within eps of these inputs "
             f"(try other inputs, or fd=False)"]

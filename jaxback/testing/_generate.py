@@ -7,7 +7,9 @@
 * ``dtype[float32|bfloat16|float16]``: low precision vs autodiff and a float64 reference;
 * ``sample[jit|vmap|grad_of_grad|checkpoint|scan|zero_cotangent|deterministic|symbolic_zeros]``;
 * ``edge[<name>]``, ``error[<name>]``, ``mutant[<name>]``: every edge case, error case, mutant;
-* ``true_rule_survives``: the mutant harness with the layer's own ``bwd`` passes (kills are real);
+* ``jvp``: the hand forward-mode rule (``check_jvp``: vs autodiff's JVP, linearize, finite
+  differences), skipped for a layer without one (``layer.jvp``; a model: any layer in it);
+* ``true_rule_survives``: the mutant harness with the layer's own ``bwd`` and ``jvp`` passes (kills are real);
 * ``injected_error``: a 1e-4 relative error in any one cotangent leaf is caught in float64.
 
 A check that needs sample inputs draws them through a *chooser* (``choose(label, options)``,
@@ -27,11 +29,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._layer import split_keywords
+from .._model import layers_without_jvp
+from ._check_jvp import check_jvp
 from ._check_vjp import check_vjp
 from ._checks import SAMPLE_CHECKS, check_edge_case, check_error_case, injected_error_is_caught, mutant_is_killed
 from ._registry import LayerInfo, Mutant
 
-__all__ = ["GeneratedCheck", "LayerCall", "SeededChooser", "draw_call", "generated_checks", "require_x64", "LOW_DTYPES"]
+__all__ = ["GeneratedCheck", "LayerCall", "SeededChooser", "draw_call", "generated_checks", "require_x64", "LOW_DTYPES",
+           "forward_mode_gap"]
 
 LOW_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
@@ -144,6 +149,25 @@ def _mutant(mutant):
 def _true_rule_survives(info, chooser):
     assert not mutant_is_killed(info, Mutant("none", info.layer.bwd), _samples(info)), \
         f"{info.name}: check_vjp rejects the layer's own bwd at one of its samples, so mutant kills prove nothing"
+    if info.layer.jvp is not None:
+        assert not mutant_is_killed(info, Mutant("none", jvp=info.layer.jvp), _samples(info)), \
+            f"{info.name}: check_jvp rejects the layer's own jvp at one of its samples, so mutant kills prove nothing"
+
+
+def _jvp(info, chooser):
+    call = draw_call(chooser, info)
+    check_jvp(info.layer, *call.args, fd=info.finite_differences, **call.hyper)
+    hard = draw_call(chooser, info, kinds=info.value_kinds, shape=call.shape, hyper=call.hyper)
+    check_jvp(info.layer, *hard.args, fd=False, **hard.hyper)  # kinks and infinities: autodiff's convention
+
+
+def forward_mode_gap(layer) -> Optional[str]:
+    """Why ``layer`` has no forward mode (``None``: it has one): no hand JVP, or, for a model,
+    the paths of its layers without one."""
+    if layer.composed:
+        missing = layers_without_jvp(layer.node, layer.kind)
+        return f"no hand JVP in {', '.join(missing)}" if missing else None
+    return None if layer.jvp is not None else "no hand JVP (make_layer(..., jvp=...))"
 
 
 def _injected_error(info, chooser):
@@ -186,11 +210,14 @@ def generated_checks(info: LayerInfo) -> list:
     checks += [GeneratedCheck(info, f"sample[{name}]", _bound(info, _sample(name)), "few",
                               None if flag is None or flag in info.supports else _unsupported(info, flag))
                for name, (_, flag) in SAMPLE_CHECKS.items()]
+    gap = forward_mode_gap(info.layer)
+    checks.append(GeneratedCheck(info, "jvp", _bound(info, _jvp), "few", None if gap is None else f"{info.name}: {gap}"))
     checks += [GeneratedCheck(info, f"edge[{c.name}]", _bound(info, lambda i, _, c=c: check_edge_case(i, c)))
                for c in info.edge_cases]
     checks += [GeneratedCheck(info, f"error[{c.name}]", _bound(info, lambda i, _, c=c: check_error_case(i, c)))
                for c in info.error_cases]
-    checks += [GeneratedCheck(info, f"mutant[{m.name}]", _bound(info, _mutant(m))) for m in info.mutants]
+    checks += [GeneratedCheck(info, f"mutant[{m.name}]", _bound(info, _mutant(m)),
+                              None if m.bwd is not None or gap is None else f"{info.name}: {gap}") for m in info.mutants]
     checks += [GeneratedCheck(info, "true_rule_survives", _bound(info, _true_rule_survives)),
                GeneratedCheck(info, "injected_error", _bound(info, _injected_error))]
     return checks

@@ -29,7 +29,8 @@ from ._static import Static, combine, has_static
 from ._structure import fill_none
 from ._subject import Subject
 
-__all__ = ["Programs", "programs_for", "float_leaves", "reference_dtype", "upcast"]
+__all__ = ["Programs", "programs_for", "float_leaves", "reference_dtype", "upcast", "caller", "quotients",
+           "inner", "pick", "replace_leaves"]
 
 
 def reference_dtype(like=None):
@@ -51,14 +52,14 @@ def float_leaves(args, dtypes=None) -> tuple:
                  if _is_float(l) and jnp.size(l) > 0 and (dtypes is None or np.dtype(jnp.result_type(l)) in dtypes))
 
 
-def _replace_leaves(tree, positions, values):
+def replace_leaves(tree, positions, values):
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     for i, v in zip(positions, values):
         leaves[i] = v
     return treedef.unflatten(leaves)
 
 
-def _pick(tree, positions):
+def pick(tree, positions):
     leaves = jax.tree_util.tree_leaves(tree)
     return tuple(leaves[i] for i in positions)
 
@@ -79,7 +80,7 @@ def _all_reference(*trees) -> bool:
     return not any(_below_reference(l) for t in trees for l in jax.tree_util.tree_leaves(t))
 
 
-def _inner(xs, ys):
+def inner(xs, ys):
     """``Re(sum(x * y))`` over two pytrees of float leaves, in the reference precision (JAX's
     pairing for complex leaves: no conjugation, see the module docstring)."""
     def pair(x, y):
@@ -90,7 +91,7 @@ def _inner(xs, ys):
 
 
 def _abs_inner(xs, ys):
-    """``sum(|x| |y|)`` over float leaves: a bound on how much ``_inner`` can move."""
+    """``sum(|x| |y|)`` over float leaves: a bound on how much ``inner`` can move."""
     return sum(jnp.sum(jnp.abs(jnp.asarray(x).astype(reference_dtype(x))) *
                        jnp.abs(jnp.asarray(y).astype(reference_dtype(y))))
                for x, y in zip(jax.tree_util.tree_leaves(xs), jax.tree_util.tree_leaves(ys)) if _is_float(y))
@@ -117,13 +118,34 @@ def _cached(subject, static_key, jit, static_args):
     return _build(subject, static_key, jit, static_args)
 
 
-def _build(subject: Subject, static_key: tuple, jit: bool, static_args: Static = None) -> Programs:
+def caller(static_key: tuple, static_args: Static = None) -> Callable:
+    """``call(fn, args, arrays)``: ``fn`` on the traced ``args`` with the static ones merged back,
+    the static hyperparameters and the array keywords."""
     static = {k: v for k, _, v in static_key}
     merge = (lambda args: combine(args, static_args)) if static_args is not None and has_static(static_args) \
         else (lambda args: args)
 
     def call(fn, args, arrays):
         return fn(*merge(args), **static, **arrays)
+    return call
+
+
+def quotients(f, leaves, tangent, cotangent, eps, centre):
+    """``(<cotangent, difference quotient>, <|cotangent|, |second difference|>)`` of ``f`` at
+    ``leaves`` along ``tangent``: central differences ``(f(a + eps t) - f(a - eps t)) / (2 eps)``
+    (what ``jax.test_util.check_grads`` compares) and, second,
+    ``sum |cotangent| |f(a + eps t) + f(a - eps t) - 2 f(a)| / (2 eps)``: what rounding and kinks
+    did to the quotient (``_fd``). ``centre`` is ``f(leaves)``."""
+    step = lambda sign: tuple(a + sign * eps * t for a, t in zip(leaves, tangent))
+    quotient = lambda p, m, c=None: ((p - m) if c is None else (p + m - 2 * c)) * (0.5 / eps)
+    plus, minus = f(step(1)), f(step(-1))
+    floats = lambda fn, *trees: jax.tree_util.tree_map(lambda *ls: fn(*ls) if _is_float(ls[0]) else ls[0], *trees)
+    return inner(floats(quotient, plus, minus), cotangent), _abs_inner(floats(quotient, plus, minus, centre), cotangent)
+
+
+def _build(subject: Subject, static_key: tuple, jit: bool, static_args: Static = None) -> Programs:
+    static = {k: v for k, _, v in static_key}
+    call = caller(static_key, static_args)
 
     def pull(fn, args, arrays, y_bar):
         return jax.vjp(lambda *traced: call(fn, traced, arrays), *args)[1](y_bar)
@@ -152,19 +174,12 @@ def _build(subject: Subject, static_key: tuple, jit: bool, static_args: Static =
         return cots
 
     def projections(args, arrays, positions, tangent, cotangent, eps):
-        """``<cotangent, J tangent>`` two ways: the hand VJP, and central differences
-        ``(f(a + eps t) - f(a - eps t)) / (2 eps)`` (what ``jax.test_util.check_grads`` compares);
-        third, ``sum |cotangent| |f(a + eps t) + f(a - eps t) - 2 f(a)| / (2 eps)``, the second
-        difference: what rounding and kinks did to the difference quotient (``_fd``)."""
-        f = lambda leaves: call(subject.apply, _replace_leaves(args, positions, leaves), arrays)
-        leaves = _pick(args, positions)
-        step = lambda sign: tuple(a + sign * eps * t for a, t in zip(leaves, tangent))
+        """``<cotangent, J tangent>`` two ways, the hand VJP and central differences, and the
+        quotient's own error (``quotients``)."""
+        f = lambda leaves: call(subject.apply, replace_leaves(args, positions, leaves), arrays)
+        leaves = pick(args, positions)
         centre, vjp = jax.vjp(f, leaves)
-        quotient = lambda p, m, c=None: ((p - m) if c is None else (p + m - 2 * c)) * (0.5 / eps)
-        plus, minus = f(step(1)), f(step(-1))
-        floats = lambda fn, *trees: jax.tree_util.tree_map(lambda *ls: fn(*ls) if _is_float(ls[0]) else ls[0], *trees)
-        return (_inner(vjp(cotangent)[0], tangent), _inner(floats(quotient, plus, minus), cotangent),
-                _abs_inner(floats(quotient, plus, minus, centre), cotangent))
+        return (inner(vjp(cotangent)[0], tangent), *quotients(f, leaves, tangent, cotangent, eps, centre))
 
     def evaluate(args, arrays, y_bar, positions, fd):
         """Everything in one program (one compile per shape family); ``fd``: ``None`` or
@@ -175,10 +190,10 @@ def _build(subject: Subject, static_key: tuple, jit: bool, static_args: Static =
 
     def second_order(args, arrays, y_bar, positions, v):
         def pairing(fn, leaves):
-            cot = pull(fn, _replace_leaves(args, positions, leaves), arrays, y_bar)
-            return _inner(_pick(cot, positions), v)
+            cot = pull(fn, replace_leaves(args, positions, leaves), arrays, y_bar)
+            return inner(pick(cot, positions), v)
 
-        leaves = _pick(args, positions)
+        leaves = pick(args, positions)
         grad = lambda fn: jax.grad(functools.partial(pairing, fn))(leaves)
         return grad(subject.apply), grad(subject.reference)
 
