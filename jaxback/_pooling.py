@@ -29,14 +29,15 @@ off transposes the padding. With ``y_bar = dL/dy``: (N, H', W', C):
 
 * flatten: y = x.reshape(N, -1) only renumbers the entries, so x_bar = y_bar.reshape(x.shape).
 
-Forward mode. Move x along a tangent x_dot (x_dot padded with 0: the padding does not move). A
-window's maximum is one of its entries, so to first order y moves with the entry that holds it:
-reduce each window over (x, x_dot) pairs, keeping the pair with the larger x: its tangent is y_dot.
-avg_pool2d and flatten are linear in x, so their tangent is the layer applied to x_dot:
+Forward mode. Move x along a tangent x_dot. A window's maximum is one of its entries, so to first
+order y moves with the entry that holds it: find it by reducing each window over (x, position)
+pairs, keeping the pair with the larger x, and read x_dot there. avg_pool2d and flatten are linear
+in x, so their tangent is the layer applied to x_dot:
 
   Tangent   x_dot: (N, H, W, C)
-            max:      (_, y_dot) = reduce over the window of the pairs (xs_ac, xs_dot_ac), from (-inf, 0),
-                                   with (k, t), (k', t') -> (k, t) if k >= k' else (k', t')   (N, H', W', C)
+            max:      at    = reduce over the window of the pairs (xs_ac, position_ac), from (-inf, -1),
+                              with (k, p), (k', p') -> (k, p) if k >= k' else (k', p')     (N, H', W', C)
+                      y_dot = x_dot[at] (0 where at = -1: padding, or a maximum of -inf)   (N, H', W', C)
             avg:      y_dot = (sum over (a, c) of xs_dot_ac) / K                               (N, H', W', C)
             flatten:  y_dot = x_dot.reshape(N, -1)
 
@@ -48,12 +49,13 @@ current choice unless a later entry is *not* ``<=`` it (``~(best >= xs)``). With
 first maximum; with a NaN it reproduces XLA's choice as well. Padding entries take part as ``-inf``:
 in a window whose real entries are all -inf, the gradient may go to the padding and is dropped,
 again as autodiff does. Each padding must be smaller than the window, so every window holds a real
-entry. The jvp's pair reduction is autodiff's forward mode (JAX lowers its select_and_gather_add
-to this reduce_window on CPU), so it breaks ties as that does, which is not always the bwd's choice:
-XLA picks the order of a window's entries. On CPU (jax 0.10.2, measured) it walks row-major, the
-bwd's first maximum, except where padding adds an output column, where it walked 2x2 windows column
-by column (x = [[0, 1, 0], [1, 0, 0]], padding ((0, 0), (0, 1)): the tangent of entry (1, 0), where
-autodiff's reverse mode and the bwd take (0, 1)); a window whose maximum is -inf keeps the init's 0.
+entry.
+NOTE (max ties, forward mode): the jvp's (x, position) reduction compares as autodiff's forward mode
+does (on CPU JAX lowers select_and_gather_add to a reduce_window over (x, x_dot) pairs), so its ties
+are autodiff's forward ones, in an order XLA picks: on CPU (jax 0.10.2, measured) row-major, the
+bwd's first maximum, except where padding adds an output column: 2x2 windows column by column
+(x = [[0, 1, 0], [1, 0, 0]], padding ((0, 0), (0, 1)): entry (1, 0), where the bwd takes (0, 1)).
+A window whose maximum is -inf gets tangent 0; the bwd sends its cotangent to the first entry.
 NOTE (avg padding): avg_pool2d always divides by the full window size K; padded zeros count as
 entries (PyTorch's ``count_include_pad=True``, flax's default), so with "SAME" padding a border
 output is the sum of its real entries over K.
@@ -139,10 +141,19 @@ def _first_max(slices):
 
 
 def _larger(a, b):
-    """Of two (key, tangent) pairs the one with the larger key, ``a`` on a tie (NOTE on ties)."""
-    (key_a, tangent_a), (key_b, tangent_b) = a, b
+    """Of two (key, position) pairs the one with the larger key, ``a`` on a tie (NOTE on ties)."""
+    (key_a, at_a), (key_b, at_b) = a, b
     keep = key_a >= key_b
-    return jnp.where(keep, key_a, key_b), jnp.where(keep, tangent_a, tangent_b)
+    return jnp.where(keep, key_a, key_b), jnp.where(keep, at_a, at_b)
+
+
+def _winners(x, k, s, pads):
+    """Per window, the flat position (row * W + column) in x of its maximum as autodiff's forward
+    mode picks it: a max-reduction of (x, position) pairs; -1 where the maximum is -inf."""
+    n, h, w, c = x.shape
+    position = jnp.broadcast_to(jnp.arange(h * w, dtype=jnp.int32).reshape(1, h, w, 1), x.shape)
+    init = (np.asarray(-np.inf, x.dtype), np.asarray(-1, np.int32))  # the padding: key -inf, no position
+    return _reduce((x, position), init, _larger, k, s, pads)[1]
 
 
 def _jit_hyper(rule):
@@ -181,10 +192,11 @@ def max_pool2d_bwd(res, y_bar, *, window=2, stride=2, padding="VALID"):
 def max_pool2d_jvp(primals, tangents, *, window=2, stride=2, padding="VALID"):
     (x,), (x_dot,) = primals, tangents
     k, s, pads = _check("max_pool2d", x, window, stride, padding)
-    init = (np.asarray(-np.inf, x.dtype), np.asarray(0, x_dot.dtype))  # padding: key -inf, tangent 0
-    _, y_dot = _reduce((x, x_dot), init, _larger, k, s, pads)  # each window's max, and its tangent
-    # y from x alone, not from the pairs: under jacfwd's vmap over tangents y must stay unbatched
-    return _reduce(x, -math.inf, lax.max, k, s, pads), y_dot
+    y, at = _reduce(x, -math.inf, lax.max, k, s, pads), _winners(x, k, s, pads)  # (N, H', W', C) each
+    n, h, w, c = x.shape
+    spots = jnp.maximum(at, 0).reshape(n, math.prod(y.shape[1:3]), c)
+    picked = jnp.take_along_axis(x_dot.reshape(n, h * w, c), spots, axis=1).reshape(y.shape)
+    return y, jnp.where(at >= 0, picked, 0)  # a gather: linear in x_dot, and JAX can transpose it
 
 
 max_pool2d = make_layer(max_pool2d_auto, max_pool2d_fwd, _jit_hyper(max_pool2d_bwd), name="max_pool2d",
