@@ -34,9 +34,18 @@ Training (``training=True``). Forward, one channel x: (M,)
             scale_bar = sum(y_bar * x_hat),  bias_bar = sum(y_bar)      over all axes but the last, (C,)
             state_bar = None
 
+  Forward mode. Move x, scale and bias along x_dot, scale_dot, bias_dot. dx_hat[i]/dx[j] is
+  symmetric in i and j, so x_hat's tangent is the Backward's centred map applied to x_dot, and
+  y = x_hat * scale + bias takes the product rule:
+  Tangent   x_dot: (..., C), scale_dot, bias_dot: (C,)
+            x_hat_dot = rstd * (x_dot - mean(x_dot) - x_hat * mean(x_dot * x_hat))   means over all axes but the last
+            y_dot     = x_hat_dot * scale + x_hat * scale_dot + bias_dot              (..., C)
+            new_state_dot = None (zero), and state_dot is not read                    (NOTE)
+
 Inference (``training=False``). mean = state.mean and rstd = 1/sqrt(state.var + eps) are constants:
     y = (x - mean) * rstd * scale + bias,   new_state = state
   Backward  x_hat = (x - mean) * rstd,  x_bar = rstd * y_bar * scale,  scale_bar, bias_bar as above.
+  Tangent   x_hat_dot = rstd * x_dot,  y_dot = x_hat_dot * scale + x_hat * scale_dot + bias_dot.
 
 Residuals: ``(params, x, center, rstd)``: center is mu (training, (1, ..., 1, C)) or state.mean
 (inference, (C,)); center and rstd are 2C floats beyond arrays alive anyway (params, x).
@@ -44,7 +53,9 @@ Residuals: ``(params, x, center, rstd)``: center is mu (training, (1, ..., 1, C)
 NOTE (running statistics are not differentiated): gradients never flow into or out of the running
 statistics. bwd returns ``None`` for ``state`` (in both modes: in inference state is a constant) and
 ignores the cotangent of ``new_state``; ``auto`` wraps state and the batch statistics that enter
-new_state in ``lax.stop_gradient``, so autodiff agrees. Finite differences, which see the true
+new_state in ``lax.stop_gradient``, so autodiff agrees. Forward mode alike: jvp never reads state's
+tangent and gives new_state a zero tangent (the transpose of ignoring its cotangent; the true one,
+momentum * (mean(x_dot), 2 mean(xc * x_dot)), would be cheap, but would disagree with both). Finite differences, which see the true
 dependence of y (inference) and new_state on state and x, disagree by design: check y w.r.t.
 (params, x) only.
 NOTE (biased running variance): new_state.var mixes in the biased batch variance mean(xc**2), the
@@ -66,7 +77,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._layer import make_layer
-from ._statistics import centered, centered_x_bar, check_affine, compute_dtype, first_entries, moments, sum_rows
+from ._statistics import (centered, centered_tangent, centered_x_bar, check_affine, compute_dtype, first_entries,
+                          moments, sum_rows)
 from ._validate import describe, require_bool, require_float, require_rank, require_real
 
 __all__ = ["BatchNormParams", "BatchNormState", "batch_norm", "batch_norm_state"]
@@ -127,7 +139,7 @@ def _axes(x):
 
 
 def _batch_norm(params, x, state, training, momentum, eps):
-    """``(y, new_state, center, rstd)``: see the module docstring."""
+    """``(y, new_state, x_hat, center, rstd)``: see the module docstring."""
     xf = x.astype(compute_dtype(x, *params))
     state = lax.stop_gradient(state)  # running statistics are constants (NOTE)
     if training:
@@ -141,7 +153,7 @@ def _batch_norm(params, x, state, training, momentum, eps):
         center, rstd = state.mean.astype(xf.dtype), lax.rsqrt(state.var.astype(xf.dtype) + eps)
         x_hat, new_state = (xf - center) * rstd, state
     y = (x_hat * params.scale + params.bias).astype(jnp.result_type(x, *params))
-    return y, new_state, center, rstd
+    return y, new_state, x_hat, center, rstd
 
 
 def batch_norm_auto(params: BatchNormParams, x: jax.Array, state: BatchNormState, *, training: bool = True,
@@ -154,7 +166,7 @@ def batch_norm_auto(params: BatchNormParams, x: jax.Array, state: BatchNormState
 def batch_norm_fwd(params: BatchNormParams, x, state: BatchNormState, *, training=True, momentum=0.1,
                    eps=1e-5):
     _check(params, x, state, training, momentum, eps)
-    y, new_state, center, rstd = _batch_norm(params, x, state, training, momentum, eps)
+    y, new_state, _, center, rstd = _batch_norm(params, x, state, training, momentum, eps)
     return (y, new_state), (params, x, center, rstd)
 
 
@@ -170,5 +182,15 @@ def batch_norm_bwd(res, out_bar, *, training=True, momentum=0.1, eps=1e-5):
     return params_bar, x_bar.astype(x.dtype), None
 
 
+def batch_norm_jvp(primals, tangents, *, training=True, momentum=0.1, eps=1e-5):
+    (params, x, state), (params_dot, x_dot, _) = primals, tangents  # state's tangent is not read (NOTE)
+    _check(params, x, state, training, momentum, eps)
+    y, new_state, x_hat, _, rstd = _batch_norm(params, x, state, training, momentum, eps)
+    x_dot = x_dot.astype(rstd.dtype)
+    x_hat_dot = centered_tangent(x_dot, x_hat, rstd, _axes(x)) if training else rstd * x_dot
+    y_dot = x_hat_dot * params.scale + x_hat * params_dot.scale + params_dot.bias
+    return (y, new_state), (y_dot.astype(y.dtype), None)  # None: new_state's tangent is zero (NOTE)
+
+
 batch_norm = make_layer(batch_norm_auto, batch_norm_fwd, batch_norm_bwd, name=NAME, init=batch_norm_init,
-                        roles=("params", "x", "state"), infer=batch_norm_infer)
+                        roles=("params", "x", "state"), infer=batch_norm_infer, jvp=batch_norm_jvp)

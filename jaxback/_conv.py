@@ -52,6 +52,13 @@ and with channels y[n, i, o] = sum_{k, c} xp[n, i*s + k*d, c] w[k, c, o] + b[o],
   ``input_grad``, ``weight_grad`` and ``grad_pads`` are ``jaxback._conv_core``'s, shared with
   conv1d and conv_transpose2d (the same maths for any number of spatial axes).
 
+Forward mode. y is bilinear in (x, w), plus b: move all three along tangents x_dot, w_dot, b_dot
+and the product rule gives one term per input, each a convolution of the forward's own geometry:
+
+  Tangent   x_dot: (N, H, W, C_in), w_dot: (kh, kw, C_in, C_out), b_dot: (C_out,)
+            y_dot = conv(x_dot, w) + conv(x, w_dot) + b_dot                  (N, H', W', C_out)
+  (``affine_jvp`` of ``_conv_core``, with product = conv(., ., s, pads, d)).
+
 NOTE: "SAME" pads ``(H'-1) s + e - H`` zeros with H' = ceil(H / s), the smaller half on top/left
 (``lax.padtype_to_pads``, TensorFlow's convention). x and w of different float dtypes are promoted
 (like ``x @ w``); each cotangent is cast back to its primal's dtype.
@@ -71,7 +78,7 @@ import jax.numpy as jnp
 
 from ._init import lecun_normal
 from ._layer import dtype_token, make_layer
-from ._conv_core import conv, grad_pads, input_grad, require_fits, require_inputs, spans, weight_grad
+from ._conv_core import affine, affine_jvp, conv, grad_pads, input_grad, require_fits, require_inputs, spans, weight_grad
 from ._windows import explicit_padding, pair
 
 __all__ = ["Conv2dParams", "conv2d"]
@@ -119,8 +126,7 @@ def conv2d_auto(params: Conv2dParams, x: jax.Array, *, stride: int | tuple[int, 
                 padding: str | int | tuple = "SAME", dilation: int | tuple[int, int] = 1) -> jax.Array:
     """``y = conv(x, w) + b``; x: (N, H, W, C_in), w: (kh, kw, C_in, C_out) -> y: (N, H', W', C_out)."""
     s, d, pads = _check(params, x, stride, padding, dilation)
-    dtype = jnp.result_type(x, params.w, params.b)
-    return conv(x.astype(dtype), params.w.astype(dtype), s, pads, d) + params.b.astype(dtype)
+    return affine(lambda u, v: conv(u, v, s, pads, d), params, x)
 
 
 def conv2d_fwd(params: Conv2dParams, x, *, stride=1, padding="SAME", dilation=1):
@@ -139,6 +145,13 @@ def conv2d_bwd(res, y_bar, *, stride=1, padding="SAME", dilation=1):
     return params_bar, x_bar.astype(x.dtype)
 
 
-# One compiled program for the rule (hyperparameters static): eager dispatch of its ops is slower.
-conv2d = make_layer(conv2d_auto, conv2d_fwd, jax.jit(conv2d_bwd, static_argnames=("stride", "padding", "dilation")),
-                    name=NAME, init=conv2d_init, infer=conv2d_infer)
+def conv2d_jvp(primals, tangents, *, stride=1, padding="SAME", dilation=1):
+    (params, x), (params_dot, x_dot) = primals, tangents
+    s, d, pads = _check(params, x, stride, padding, dilation)
+    return affine_jvp(lambda u, v: conv(u, v, s, pads, d), params, x, params_dot, x_dot)
+
+
+# One compiled program per rule (hyperparameters static): eager dispatch of its ops is slower.
+_HYPER = ("stride", "padding", "dilation")
+conv2d = make_layer(conv2d_auto, conv2d_fwd, jax.jit(conv2d_bwd, static_argnames=_HYPER),
+                    name=NAME, init=conv2d_init, infer=conv2d_infer, jvp=jax.jit(conv2d_jvp, static_argnames=_HYPER))

@@ -31,6 +31,11 @@ convolutions are shared with it through ``jaxback._conv_core``.
             b_bar = y_bar.sum((0, 1))                                                            (C_out,)
   with x_pads = (e - 1 - lo, e - 1 - hi + r) and w_pads = (lo, hi - r).
 
+Forward mode: y is bilinear in (x, w), plus b, so the product rule gives one convolution per input:
+
+  Tangent   x_dot: (N, W, C_in), w_dot: (k, C_in, C_out), b_dot: (C_out,)
+            y_dot = conv(x_dot, w) + conv(x, w_dot) + b_dot     (N, W', C_out)   (``_conv_core.affine_jvp``)
+
 NOTE: "SAME" pads ``(W'-1) s + e - W`` zeros with W' = ceil(W / s), the smaller half first
 (``lax.padtype_to_pads``, TensorFlow's convention); an int p pads (p, p). x and w of different
 float dtypes are promoted; each cotangent is cast back to its primal's dtype.
@@ -45,7 +50,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._conv_core import conv, grad_pads, input_grad, require_fits, require_inputs, spans, weight_grad
+from ._conv_core import affine, affine_jvp, conv, grad_pads, input_grad, require_fits, require_inputs, spans, weight_grad
 from ._init import lecun_normal
 from ._layer import dtype_token, make_layer
 from ._windows import is_int
@@ -109,8 +114,7 @@ def conv1d_auto(params: Conv1dParams, x: jax.Array, *, stride: int = 1, padding:
                 dilation: int = 1) -> jax.Array:
     """``y = conv(x, w) + b``; x: (N, W, C_in), w: (k, C_in, C_out) -> y: (N, W', C_out)."""
     s, d, pads = _check(params, x, stride, padding, dilation)
-    dtype = jnp.result_type(x, params.w, params.b)
-    return conv(x.astype(dtype), params.w.astype(dtype), s, pads, d) + params.b.astype(dtype)
+    return affine(lambda u, v: conv(u, v, s, pads, d), params, x)
 
 
 def conv1d_fwd(params: Conv1dParams, x, *, stride=1, padding="SAME", dilation=1):
@@ -128,6 +132,13 @@ def conv1d_bwd(res, y_bar, *, stride=1, padding="SAME", dilation=1):
     return Conv1dParams(w_bar.astype(w.dtype), b_bar.astype(b_dtype.dtype)), x_bar.astype(x.dtype)
 
 
-# One compiled program for the rule (hyperparameters static), as conv2d's.
-conv1d = make_layer(conv1d_auto, conv1d_fwd, jax.jit(conv1d_bwd, static_argnames=("stride", "padding", "dilation")),
-                    name=NAME, init=conv1d_init, infer=conv1d_infer)
+def conv1d_jvp(primals, tangents, *, stride=1, padding="SAME", dilation=1):
+    (params, x), (params_dot, x_dot) = primals, tangents
+    s, d, pads = _check(params, x, stride, padding, dilation)
+    return affine_jvp(lambda u, v: conv(u, v, s, pads, d), params, x, params_dot, x_dot)
+
+
+# One compiled program per rule (hyperparameters static), as conv2d's.
+_HYPER = ("stride", "padding", "dilation")
+conv1d = make_layer(conv1d_auto, conv1d_fwd, jax.jit(conv1d_bwd, static_argnames=_HYPER),
+                    name=NAME, init=conv1d_init, infer=conv1d_infer, jvp=jax.jit(conv1d_jvp, static_argnames=_HYPER))

@@ -7,6 +7,10 @@ correlation of the s-spread y_bar with the flipped, channel-swapped kernel, padd
 ``(e - 1 - lo, e - 1 - hi + r)``; the weight gradient a correlation of x with y_bar that contracts
 the batch (x as features=N, y_bar as in=N), padded ``(lo, hi - r)``, taps s apart, outputs d apart.
 Layouts: "NWC"/"WIO" (1 axis), "NHWC"/"HWIO" (2 axes).
+Forward mode: each layer is ``y = product(x, w) + b`` with ``product`` bilinear (conv2d's and
+conv1d's ``conv``, conv_transpose2d's ``input_grad``), so its tangent is the product rule,
+``product(x_dot, w) + product(x, w_dot) + b_dot`` (``affine_jvp``): convolutions of the forward's
+own geometry, no new index maths.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from ._sharding import cotangent_sharding
 from ._validate import describe, require_float, require_rank
 from ._windows import leftover
 
-__all__ = ["dimension_numbers", "spans", "require_inputs", "require_fits", "grad_pads", "conv", "input_grad", "weight_grad"]
+__all__ = ["dimension_numbers", "spans", "require_inputs", "require_fits", "grad_pads", "conv", "input_grad", "weight_grad",
+           "affine", "affine_jvp"]
 
 
 def dimension_numbers(n: int) -> tuple:
@@ -86,3 +91,17 @@ def weight_grad(x, y_bar, s, d, w_pads, like=None):
     return lax.conv_general_dilated(x.astype(y_bar.dtype), y_bar, d, w_pads, rhs_dilation=s,
                                     dimension_numbers=dimension_numbers(n)[1],
                                     out_sharding=None if like is None else cotangent_sharding(like))
+
+
+def affine(product, params, x):
+    """``product(x, w) + b`` in the common dtype of (x, w, b), as ``x @ w + b`` promotes."""
+    dtype = jnp.result_type(x, params.w, params.b)
+    return product(x.astype(dtype), params.w.astype(dtype)) + params.b.astype(dtype)
+
+
+def affine_jvp(product, params, x, params_dot, x_dot):
+    """``(y, y_dot)`` for ``y = affine(product, params, x)``, ``product`` bilinear in (x, w): the
+    product rule, one term per input, ``y_dot = product(x_dot, w) + product(x, w_dot) + b_dot``."""
+    y = affine(product, params, x)
+    x, w, x_dot, w_dot, b_dot = (a.astype(y.dtype) for a in (x, params.w, x_dot, params_dot.w, params_dot.b))
+    return y, product(x_dot, w) + product(x, w_dot) + b_dot

@@ -27,6 +27,13 @@ K_bar with its channel axes swapped back. The bias is added per output entry: b_
   with x_pads, w_pads = grad_pads((H', W'), (kh, kw), 1, s, pads) (``jaxback._conv_core``): where
   conv2d's input gradient pads the spread cotangent, this layer's forward pads the spread x.
 
+Forward mode: y = C_K^T x + b is bilinear in (x, w), plus b, so the product rule gives one term
+per input, each this layer's own forward product (``_conv_core.affine_jvp``):
+
+  Tangent   x_dot: (N, H, W, C_in), w_dot: (kh, kw, C_in, C_out), b_dot: (C_out,)
+            y_dot = C_K^T x_dot + C_{K_dot}^T x + b_dot              (N, H', W', C_out)
+                  = input_grad(x_dot, K, ...) + input_grad(x, K_dot, ...) + b_dot,  K_dot = w_dot.swapaxes(2, 3)
+
 NOTE: with "SAME" and a kernel smaller than the stride (k < s), conv2d's window misses the last
 s - k rows of each stride ("leftover rows"), so those rows of y receive no x: y = b there. An
 explicit padding must leave H' >= 1. x and w of different float dtypes are promoted; each
@@ -41,7 +48,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._conv_core import conv, grad_pads, input_grad, require_inputs, weight_grad
+from ._conv_core import affine, affine_jvp, conv, grad_pads, input_grad, require_inputs, weight_grad
 from ._init import lecun_normal
 from ._layer import dtype_token, make_layer
 from ._validate import describe
@@ -93,14 +100,17 @@ def _check(params, x, stride, padding):
     return _geometry(params.w, x, stride, padding)
 
 
+def _product(params, x, stride, padding):
+    """The bilinear ``(x, w) -> C_K^T x`` (no bias) at this geometry, ``K = w.swapaxes(2, 3)``."""
+    s, pads, out = _check(params, x, stride, padding)
+    x_pads, _ = grad_pads(out, params.w.shape[:2], _ONE, s, pads)
+    return lambda u, v: input_grad(u, v.swapaxes(2, 3), s, _ONE, x_pads)
+
+
 def conv_transpose2d_auto(params: ConvTranspose2dParams, x: jax.Array, *, stride: int | tuple[int, int] = 1,
                           padding: str | int | tuple = "SAME") -> jax.Array:
     """``y = conv2d^T(x; w) + b``; x: (N, H, W, C_in), w: (kh, kw, C_in, C_out) -> y: (N, H', W', C_out)."""
-    s, pads, out = _check(params, x, stride, padding)
-    dtype = jnp.result_type(x, params.w, params.b)
-    x_pads, _ = grad_pads(out, params.w.shape[:2], _ONE, s, pads)
-    y = input_grad(x.astype(dtype), params.w.astype(dtype).swapaxes(2, 3), s, _ONE, x_pads)
-    return y + params.b.astype(dtype)
+    return affine(_product(params, x, stride, padding), params, x)
 
 
 def conv_transpose2d_fwd(params: ConvTranspose2dParams, x, *, stride=1, padding="SAME"):
@@ -118,7 +128,14 @@ def conv_transpose2d_bwd(res, y_bar, *, stride=1, padding="SAME"):
     return ConvTranspose2dParams(w_bar.astype(w.dtype), b_bar.astype(b_dtype.dtype)), x_bar.astype(x.dtype)
 
 
-# One compiled program for the rule (hyperparameters static), as conv2d's.
+def conv_transpose2d_jvp(primals, tangents, *, stride=1, padding="SAME"):
+    (params, x), (params_dot, x_dot) = primals, tangents
+    return affine_jvp(_product(params, x, stride, padding), params, x, params_dot, x_dot)
+
+
+# One compiled program per rule (hyperparameters static), as conv2d's.
+_HYPER = ("stride", "padding")
 conv_transpose2d = make_layer(conv_transpose2d_auto, conv_transpose2d_fwd,
-                              jax.jit(conv_transpose2d_bwd, static_argnames=("stride", "padding")),
-                              name=NAME, init=conv_transpose2d_init, infer=conv_transpose2d_infer)
+                              jax.jit(conv_transpose2d_bwd, static_argnames=_HYPER),
+                              name=NAME, init=conv_transpose2d_init, infer=conv_transpose2d_infer,
+                              jvp=jax.jit(conv_transpose2d_jvp, static_argnames=_HYPER))

@@ -25,6 +25,16 @@ scale and bias are shared by every example and position: their gradients sum ove
             scale_bar = sum(y_bar * x_hat) over every axis but C       (C,)
             bias_bar  = sum(y_bar) over every axis but C               (C,)
 
+Forward mode. Move x, scale and bias along x_dot, scale_dot, bias_dot. dx_hat[i]/dx[j] is symmetric
+in i and j, so x_hat's tangent is the Backward's centred map applied to the grouped x_dot; the
+affine step takes the product rule:
+
+  Tangent   x_dot: (N, ..., C), scale_dot, bias_dot: (C,)
+            x_hat     = centered(xg, mu) * rstd                        as the forward, (N, ..., G, Cg)
+            x_hat_dot = rstd * (x_dot - mean(x_dot) - x_hat * mean(x_dot * x_hat))
+                        x_dot grouped, means over ``axes``, ungrouped  (N, ..., C)
+            y_dot     = x_hat_dot * scale + x_hat * scale_dot + bias_dot                (N, ..., C)
+
 NOTE: num_groups has no default (it must divide C; None is refused with a message). G = 1 is layer_norm over all of an example's entries; G = C is instance norm. The stability
 measures are layer_norm's (statistics in at least float32, shifted two-pass moments, overflow-free
 squares, x0 and p held constant); a constant group gives y = bias and finite gradients.
@@ -40,7 +50,7 @@ import jax
 import jax.numpy as jnp
 
 from ._layer import infer_from_features, make_layer
-from ._statistics import centered, centered_x_bar, check_affine, compute_dtype, moments, sum_rows
+from ._statistics import centered, centered_tangent, centered_x_bar, check_affine, compute_dtype, moments, sum_rows
 from ._validate import describe, require_rank
 from ._windows import is_int
 
@@ -76,11 +86,12 @@ def _grouped(a, num_groups):
 
 
 def _group_norm(params, x, num_groups, eps):
-    """``(y, mu, rstd)``, statistics in the compute dtype."""
+    """``(y, x_hat, mu, rstd)``, statistics in the compute dtype; x_hat grouped, (N, ..., G, Cg)."""
     xg, axes = _grouped(x.astype(compute_dtype(x, *params)), num_groups)
     mu, _, rstd = moments(xg, eps, axes)
-    x_hat = (centered(xg, mu, axes) * rstd).reshape(x.shape)
-    return (x_hat * params.scale + params.bias).astype(jnp.result_type(x, *params)), mu, rstd
+    x_hat = centered(xg, mu, axes) * rstd
+    y = x_hat.reshape(x.shape) * params.scale + params.bias
+    return y.astype(jnp.result_type(x, *params)), x_hat, mu, rstd
 
 
 def group_norm_auto(params: GroupNormParams, x: jax.Array, *, num_groups: int | None = None, eps: float = 1e-5) -> jax.Array:
@@ -91,7 +102,7 @@ def group_norm_auto(params: GroupNormParams, x: jax.Array, *, num_groups: int | 
 
 def group_norm_fwd(params: GroupNormParams, x, *, num_groups=None, eps=1e-5):
     _check(params, x, num_groups, eps)
-    y, mu, rstd = _group_norm(params, x, num_groups, eps)
+    y, _, mu, rstd = _group_norm(params, x, num_groups, eps)
     return y, (params, x, mu, rstd)
 
 
@@ -107,5 +118,15 @@ def group_norm_bwd(res, y_bar, *, num_groups=None, eps=1e-5):
     return GroupNormParams(scale_bar, bias_bar), x_bar.astype(x.dtype)
 
 
+def group_norm_jvp(primals, tangents, *, num_groups=None, eps=1e-5):
+    (params, x), (params_dot, x_dot) = primals, tangents
+    _check(params, x, num_groups, eps)
+    y, x_hat, _, rstd = _group_norm(params, x, num_groups, eps)
+    x_dot_g, axes = _grouped(x_dot.astype(rstd.dtype), num_groups)
+    x_hat_dot = centered_tangent(x_dot_g, x_hat, rstd, axes).reshape(x.shape)
+    y_dot = x_hat_dot * params.scale + x_hat.reshape(x.shape) * params_dot.scale + params_dot.bias
+    return y, y_dot.astype(y.dtype)
+
+
 group_norm = make_layer(group_norm_auto, group_norm_fwd, group_norm_bwd, name=NAME, init=group_norm_init,
-                        infer=infer_from_features(group_norm_init))
+                        infer=infer_from_features(group_norm_init), jvp=group_norm_jvp)

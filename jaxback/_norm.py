@@ -29,6 +29,15 @@ layer_norm.  Forward, one row x: (D,)
             scale_bar = sum(y_bar * x_hat) over every axis but the last (D,)
             bias_bar  = sum(y_bar) over every axis but the last         (D,)
 
+  Forward mode. Move x, scale and bias along tangents x_dot, scale_dot, bias_dot. The Jacobian
+  dx_hat[i]/dx[j] above is symmetric in i and j, so x_hat's tangent is the Backward's centred map
+  applied to x_dot; y = x_hat * scale + bias then takes the product rule, one term per input:
+
+  Tangent   x_dot: (..., D), scale_dot, bias_dot: (D,)
+            x_hat     = ((x - x0) - mu) * rstd                          (..., D), as the forward
+            x_hat_dot = rstd * (x_dot - mean(x_dot) - x_hat * mean(x_dot * x_hat))    (..., D)
+            y_dot     = x_hat_dot * scale + x_hat * scale_dot + bias_dot              (..., D)
+
 rms_norm.  Forward, one row x: (D,)
     rstd = 1 / sqrt(mean(x**2) + eps),   x_hat = x * rstd,   y = x_hat * scale
   The same steps with no mean: d rstd/dx[j] = -rstd**2 x_hat[j] / D, so
@@ -38,6 +47,9 @@ rms_norm.  Forward, one row x: (D,)
             g         = y_bar * scale
             x_bar     = rstd * (g - x_hat * mean(g * x_hat))            mean over the last axis
             scale_bar = sum(y_bar * x_hat) over every axis but the last
+  Tangent   x_dot: (..., D), scale_dot: (D,)       (dx_hat[i]/dx[j] is symmetric again)
+            x_hat_dot = rstd * (x_dot - x_hat * mean(x_dot * x_hat))          mean over the last axis
+            y_dot     = x_hat_dot * scale + x_hat * scale_dot                 (..., D)
   Memory: both reductions are written over t = y_bar * x_hat, since mean(g * x_hat) =
   (t @ scale) / D and scale_bar = sum of t over rows. Under jit XLA then keeps one (..., D) buffer
   (t) alive until both are done; written as mean(g * x_hat), XLA on CPU materialised g (or a
@@ -76,8 +88,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._layer import infer_from_features, make_layer
-from ._statistics import (centered, centered_x_bar, check_affine, compute_dtype, mean_square_and_rstd, moments,
-                          sum_rows)
+from ._statistics import (centered, centered_tangent, centered_x_bar, check_affine, compute_dtype,
+                          mean_square_and_rstd, moments, sum_rows)
 
 __all__ = ["LayerNormParams", "RMSNormParams", "layer_norm", "rms_norm"]
 
@@ -111,11 +123,12 @@ def _last(x):
 
 # layer_norm ---------------------------------------------------------------------------------------
 def _layer_norm(params, x, eps):
-    """``(y, mu, rstd)``, statistics in the compute dtype."""
+    """``(y, x_hat, mu, rstd)``, statistics (and x_hat) in the compute dtype."""
     xf = x.astype(compute_dtype(x, *params))
     mu, _, rstd = moments(xf, eps, _last(x))
-    y = centered(xf, mu, _last(x)) * rstd * params.scale + params.bias
-    return y.astype(jnp.result_type(x, *params)), mu, rstd
+    x_hat = centered(xf, mu, _last(x)) * rstd
+    y = x_hat * params.scale + params.bias
+    return y.astype(jnp.result_type(x, *params)), x_hat, mu, rstd
 
 
 def layer_norm_auto(params: LayerNormParams, x: jax.Array, eps: float = 1e-5) -> jax.Array:
@@ -126,7 +139,7 @@ def layer_norm_auto(params: LayerNormParams, x: jax.Array, eps: float = 1e-5) ->
 
 def layer_norm_fwd(params: LayerNormParams, x, eps=1e-5):
     check_affine("layer_norm", params, x, eps, LayerNormParams)
-    y, mu, rstd = _layer_norm(params, x, eps)
+    y, _, mu, rstd = _layer_norm(params, x, eps)
     return y, (params, x, mu, rstd)
 
 
@@ -141,16 +154,26 @@ def layer_norm_bwd(res, y_bar, eps=1e-5):
     return LayerNormParams(scale_bar, bias_bar), x_bar.astype(x.dtype)
 
 
+def layer_norm_jvp(primals, tangents, eps=1e-5):
+    (params, x), (params_dot, x_dot) = primals, tangents
+    check_affine("layer_norm", params, x, eps, LayerNormParams)
+    y, x_hat, _, rstd = _layer_norm(params, x, eps)
+    x_hat_dot = centered_tangent(x_dot.astype(rstd.dtype), x_hat, rstd, _last(x))
+    y_dot = x_hat_dot * params.scale + x_hat * params_dot.scale + params_dot.bias
+    return y, y_dot.astype(y.dtype)
+
+
 layer_norm = make_layer(layer_norm_auto, layer_norm_fwd, layer_norm_bwd, name="layer_norm",
-                        init=layer_norm_init, infer=infer_from_features(layer_norm_init))
+                        init=layer_norm_init, infer=infer_from_features(layer_norm_init), jvp=layer_norm_jvp)
 
 
 # rms_norm -----------------------------------------------------------------------------------------
 def _rms_norm(params, x, eps):
-    """``(y, rstd)``, statistics in the compute dtype."""
+    """``(y, x_hat, rstd)``, statistics (and x_hat) in the compute dtype."""
     xf = x.astype(compute_dtype(x, *params))
     _, rstd = mean_square_and_rstd(xf, jnp.max(jnp.abs(xf), -1, keepdims=True), eps, _last(x))
-    return (xf * rstd * params.scale).astype(jnp.result_type(x, *params)), rstd
+    x_hat = xf * rstd
+    return (x_hat * params.scale).astype(jnp.result_type(x, *params)), x_hat, rstd
 
 
 def rms_norm_auto(params: RMSNormParams, x: jax.Array, eps: float = 1e-6) -> jax.Array:
@@ -161,7 +184,7 @@ def rms_norm_auto(params: RMSNormParams, x: jax.Array, eps: float = 1e-6) -> jax
 
 def rms_norm_fwd(params: RMSNormParams, x, eps=1e-6):
     check_affine("rms_norm", params, x, eps, RMSNormParams)
-    y, rstd = _rms_norm(params, x, eps)
+    y, _, rstd = _rms_norm(params, x, eps)
     return y, (params, x, rstd)
 
 
@@ -176,5 +199,15 @@ def rms_norm_bwd(res, y_bar, eps=1e-6):
     return RMSNormParams(sum_rows(t, params.scale.dtype)), x_bar.astype(x.dtype)
 
 
+def rms_norm_jvp(primals, tangents, eps=1e-6):
+    (params, x), (params_dot, x_dot) = primals, tangents
+    check_affine("rms_norm", params, x, eps, RMSNormParams)
+    y, x_hat, rstd = _rms_norm(params, x, eps)
+    x_dot = x_dot.astype(rstd.dtype)
+    x_hat_dot = rstd * (x_dot - x_hat * jnp.mean(x_dot * x_hat, -1, keepdims=True))
+    y_dot = x_hat_dot * params.scale + x_hat * params_dot.scale
+    return y, y_dot.astype(y.dtype)
+
+
 rms_norm = make_layer(rms_norm_auto, rms_norm_fwd, rms_norm_bwd, name="rms_norm", init=rms_norm_init,
-                      infer=infer_from_features(rms_norm_init))
+                      infer=infer_from_features(rms_norm_init), jvp=rms_norm_jvp)

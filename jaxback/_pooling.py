@@ -29,6 +29,18 @@ off transposes the padding. With ``y_bar = dL/dy``: (N, H', W', C):
 
 * flatten: y = x.reshape(N, -1) only renumbers the entries, so x_bar = y_bar.reshape(x.shape).
 
+Forward mode. Move x along a tangent x_dot. A window's maximum is one of its entries, so to first
+order y moves with the entry that holds it: find it by reducing each window over (x, position)
+pairs, keeping the pair with the larger x, and read x_dot there. avg_pool2d and flatten are linear
+in x, so their tangent is the layer applied to x_dot:
+
+  Tangent   x_dot: (N, H, W, C)
+            max:      at    = reduce over the window of the pairs (xs_ac, position_ac), from (-inf, -1),
+                              with (k, p), (k', p') -> (k, p) if k >= k' else (k', p')     (N, H', W', C)
+                      y_dot = x_dot[at] (0 where at = -1: padding, or a maximum of -inf)   (N, H', W', C)
+            avg:      y_dot = (sum over (a, c) of xs_dot_ac) / K                               (N, H', W', C)
+            flatten:  y_dot = x_dot.reshape(N, -1)
+
 NOTE (max ties): when several entries of a window share the maximum, the whole gradient goes to the
 *first* one in row-major window order (top row first, left to right), as JAX's autodiff of
 ``lax.reduce_window(x, -inf, lax.max, ...)`` does on CPU (XLA's select-and-scatter with ``>=``,
@@ -38,6 +50,12 @@ first maximum; with a NaN it reproduces XLA's choice as well. Padding entries ta
 in a window whose real entries are all -inf, the gradient may go to the padding and is dropped,
 again as autodiff does. Each padding must be smaller than the window, so every window holds a real
 entry.
+NOTE (max ties, forward mode): the jvp's (x, position) reduction compares as autodiff's forward mode
+does (on CPU JAX lowers select_and_gather_add to a reduce_window over (x, x_dot) pairs), so its ties
+are autodiff's forward ones, in an order XLA picks: on CPU (jax 0.10.2, measured) row-major, the
+bwd's first maximum, except where padding adds an output column: 2x2 windows column by column
+(x = [[0, 1, 0], [1, 0, 0]], padding ((0, 0), (0, 1)): entry (1, 0), where the bwd takes (0, 1)).
+A window whose maximum is -inf gets tangent 0; the bwd sends its cotangent to the first entry.
 NOTE (avg padding): avg_pool2d always divides by the full window size K; padded zeros count as
 entries (PyTorch's ``count_include_pad=True``, flax's default), so with "SAME" padding a border
 output is the sum of its real entries over K.
@@ -51,6 +69,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ._layer import Like as _Like, make_layer
@@ -121,10 +140,26 @@ def _first_max(slices):
     return choice
 
 
-def _jit_hyper(bwd):
-    """``bwd`` compiled as one program (hyperparameters static): run eagerly, its K slices, wheres
+def _larger(a, b):
+    """Of two (key, position) pairs the one with the larger key, ``a`` on a tie (NOTE on ties)."""
+    (key_a, at_a), (key_b, at_b) = a, b
+    keep = key_a >= key_b
+    return jnp.where(keep, key_a, key_b), jnp.where(keep, at_a, at_b)
+
+
+def _winners(x, k, s, pads):
+    """Per window, the flat position (row * W + column) in x of its maximum as autodiff's forward
+    mode picks it: a max-reduction of (x, position) pairs; -1 where the maximum is -inf."""
+    n, h, w, c = x.shape
+    position = jnp.broadcast_to(jnp.arange(h * w, dtype=jnp.int32).reshape(1, h, w, 1), x.shape)
+    init = (np.asarray(-np.inf, x.dtype), np.asarray(-1, np.int32))  # the padding: key -inf, no position
+    return _reduce((x, position), init, _larger, k, s, pads)[1]
+
+
+def _jit_hyper(rule):
+    """A bwd or jvp compiled as one program (hyperparameters static): run eagerly, its K slices, wheres
     and pads would each dispatch (and compile) on their own, ~10x slower. Inlined under an outer jit."""
-    return jax.jit(bwd, static_argnames=("window", "stride", "padding"))
+    return jax.jit(rule, static_argnames=("window", "stride", "padding"))
 
 
 def _reduce(x, init: float, op, k, s, pads):
@@ -154,7 +189,18 @@ def max_pool2d_bwd(res, y_bar, *, window=2, stride=2, padding="VALID"):
     return (_unpool(parts, k, s, pads, x),)
 
 
-max_pool2d = make_layer(max_pool2d_auto, max_pool2d_fwd, _jit_hyper(max_pool2d_bwd), name="max_pool2d")
+def max_pool2d_jvp(primals, tangents, *, window=2, stride=2, padding="VALID"):
+    (x,), (x_dot,) = primals, tangents
+    k, s, pads = _check("max_pool2d", x, window, stride, padding)
+    y, at = _reduce(x, -math.inf, lax.max, k, s, pads), _winners(x, k, s, pads)  # (N, H', W', C) each
+    n, h, w, c = x.shape
+    spots = jnp.maximum(at, 0).reshape(n, math.prod(y.shape[1:3]), c)
+    picked = jnp.take_along_axis(x_dot.reshape(n, h * w, c), spots, axis=1).reshape(y.shape)
+    return y, jnp.where(at >= 0, picked, 0)  # a gather: linear in x_dot, and JAX can transpose it
+
+
+max_pool2d = make_layer(max_pool2d_auto, max_pool2d_fwd, _jit_hyper(max_pool2d_bwd), name="max_pool2d",
+                        jvp=_jit_hyper(max_pool2d_jvp))
 
 
 # avg_pool2d ---------------------------------------------------------------------------------------------
@@ -162,6 +208,10 @@ def avg_pool2d_auto(x: jax.Array, *, window: int | tuple[int, int] = 2, stride: 
                     padding: str | int | tuple = "VALID") -> jax.Array:
     """Mean over each window, padding counted as zeros; x: (N, H, W, C) -> y: (N, H', W', C)."""
     k, s, pads = _check("avg_pool2d", x, window, stride, padding)
+    return _average(x, k, s, pads)
+
+
+def _average(x, k, s, pads):
     return _reduce(x, 0.0, lax.add, k, s, pads) / (k[0] * k[1])
 
 
@@ -176,7 +226,14 @@ def avg_pool2d_bwd(res, y_bar, *, window=2, stride=2, padding="VALID"):
     return (_unpool([share] * (k[0] * k[1]), k, s, pads, like),)
 
 
-avg_pool2d = make_layer(avg_pool2d_auto, avg_pool2d_fwd, _jit_hyper(avg_pool2d_bwd), name="avg_pool2d")
+def avg_pool2d_jvp(primals, tangents, *, window=2, stride=2, padding="VALID"):
+    (x,), (x_dot,) = primals, tangents
+    k, s, pads = _check("avg_pool2d", x, window, stride, padding)
+    return _average(x, k, s, pads), _average(x_dot, k, s, pads)  # linear: the layer applied to x_dot
+
+
+avg_pool2d = make_layer(avg_pool2d_auto, avg_pool2d_fwd, _jit_hyper(avg_pool2d_bwd), name="avg_pool2d",
+                        jvp=_jit_hyper(avg_pool2d_jvp))
 
 
 # flatten ------------------------------------------------------------------------------------------------
@@ -196,4 +253,10 @@ def flatten_bwd(res, y_bar):
     return (y_bar.reshape(like.shape).astype(like.dtype),)
 
 
-flatten = make_layer(flatten_auto, flatten_fwd, flatten_bwd, name="flatten")
+def flatten_jvp(primals, tangents):
+    (x,), (x_dot,) = primals, tangents
+    y = flatten_auto(x)
+    return y, x_dot.reshape(y.shape)
+
+
+flatten = make_layer(flatten_auto, flatten_fwd, flatten_bwd, name="flatten", jvp=flatten_jvp)

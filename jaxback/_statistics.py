@@ -1,7 +1,8 @@
 """Normalisation statistics shared by layer_norm, rms_norm and batch_norm (see ``_norm``'s NOTEs).
 
 Shifted two-pass moments in at least float32 with overflow-free squares, the centred input
-gradient ``rstd * (g - mean(g) - x_hat * mean(g * x_hat))`` and the checks of affine parameters.
+gradient ``rstd * (g - mean(g) - x_hat * mean(g * x_hat))`` (and, the Jacobian being symmetric, the same map
+of a tangent: ``centered_tangent``) and the checks of affine parameters.
 ``axes`` are the axes a statistic runs along: the last for the norms of a row, all but the last for
 batch norm's channels.
 """
@@ -17,7 +18,7 @@ from ._validate import describe, require_float, require_rank, require_real
 
 __all__ = [
     "check_affine", "compute_dtype", "first_entries", "centered", "mean_square_and_rstd", "moments", "centered_x_bar",
-    "sum_rows",
+    "centered_tangent", "sum_rows",
 ]
 
 
@@ -74,6 +75,13 @@ def centered_x_bar(g, x_hat, rstd, axes):
     """``rstd * (g - mean(g) - x_hat * mean(g * x_hat))``, means along ``axes``."""
     mean = functools.partial(jnp.mean, axis=axes, keepdims=True)
     return rstd * (g - mean(g) - x_hat * mean(g * x_hat))
+
+
+def centered_tangent(x_dot, x_hat, rstd, axes):
+    """The tangent of x_hat = (x - mean(x)) * rstd along x_dot: ``J x_dot`` with the Jacobian
+    J = rstd (I - 1/M - x_hat x_hat^T / M), which is symmetric, so J x_dot = J^T x_dot: the map
+    that ``centered_x_bar`` applies to a cotangent, applied to the tangent."""
+    return centered_x_bar(x_dot, x_hat, rstd, axes)
 
 
 def sum_rows(t, dtype):

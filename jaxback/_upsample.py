@@ -22,6 +22,12 @@ at ``src = max((i + 0.5) / s - 0.5, 0)``, between rows ``i0 = floor(src)`` and
 
   Backward  x_bar[n, h, w, c] = sum_{i, j} A_h[i, h] y_bar[n, i, j, c] A_w[j, w]   (N, H, W, C)
 
+Forward mode. Both methods are linear maps of x (copies, or fixed weighted sums), so moving x along
+a tangent x_dot moves y along the same map of x_dot:
+
+  Tangent   x_dot: (N, H, W, C)
+            y_dot = upsample(x_dot)          nearest: x_dot[n, i // sh, j // sw, c]; bilinear: A_h x_dot A_w^T
+
 NOTE: the bilinear edge clamps (src < 0 -> 0, i1 <= H - 1) replicate the border, as PyTorch and
 OpenCV do; the contractions run at HIGHEST precision (no TF32/bf16 passes on GPU/TPU). Nearest
 copies, so bfloat16/float16 are exact; bilinear rounds the weighted sums in x's dtype.
@@ -93,4 +99,10 @@ def upsample_bwd(res, y_bar, *, scale=2, method="nearest"):
     return (x_bar.astype(like.dtype),)
 
 
-upsample = make_layer(upsample_auto, upsample_fwd, upsample_bwd, name=NAME)
+def upsample_jvp(primals, tangents, *, scale=2, method="nearest"):
+    (x,), (x_dot,) = primals, tangents
+    y = upsample_auto(x, scale=scale, method=method)
+    return y, upsample_auto(x_dot, scale=scale, method=method)  # linear: the layer applied to x_dot
+
+
+upsample = make_layer(upsample_auto, upsample_fwd, upsample_bwd, name=NAME, jvp=upsample_jvp)

@@ -18,6 +18,7 @@ from .. import _pooling as pool
 from .._conv import Conv2dParams, _geometry, conv2d, conv2d_bwd
 from .._conv_core import input_grad
 from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
+from ._tangent_edits import flipped_kernel, tangent_at, with_tangents, zeroed
 from .strategies import values
 
 INF = math.inf
@@ -155,6 +156,9 @@ CONV2D = LayerInfo(
         Mutant("b_bar mean instead of sum", _conv_mutant(
             lambda res, g, hyper, pb, xb: (Conv2dParams(pb.w, g.mean((0, 1, 2))), xb))),
         Mutant("x_bar padding ignores the leftover rows", _conv_mutant(_no_leftover)),
+        Mutant("jvp: the conv(x, w_dot) term dropped", jvp=with_tangents(conv2d.jvp, zeroed("w"))),
+        Mutant("jvp: b_dot dropped", jvp=with_tangents(conv2d.jvp, zeroed("b"))),
+        Mutant("jvp: the tangent through the flipped kernel", jvp=tangent_at(conv2d.jvp, flipped_kernel)),
     ),
 )
 
@@ -244,8 +248,19 @@ MAX_POOL2D = LayerInfo(
         Mutant("overlapping windows overwrite instead of accumulate",
                _pool_parts_mutant("max_pool2d", _max_parts, accumulate=False)),
         Mutant("padding cropped from the wrong side", _pool_parts_mutant("max_pool2d", _max_parts, crop_offset=False)),
+        Mutant("jvp: max pool of x_dot (the maximum of the tangents, not the tangent at x's maximum)",
+               jvp=pool._jit_hyper(lambda primals, tangents, **hyper: (
+                   pool.max_pool2d.auto(*primals, **hyper), pool.max_pool2d.auto(*tangents, **hyper)))),
+        Mutant("jvp: x_dot averaged over the window", jvp=pool._jit_hyper(lambda primals, tangents, **hyper: (
+            pool.max_pool2d.auto(*primals, **hyper), pool.avg_pool2d.auto(*tangents, **hyper)))),
     ),
 )
+
+
+def _avg_jvp_times_window(primals, tangents, **hyper):
+    y, y_dot = pool.avg_pool2d.jvp(primals, tangents, **hyper)
+    k = pool._geometry("avg_pool2d", primals[0].shape, **{"window": 2, "stride": 2, "padding": "VALID", **hyper})[0]
+    return y, y_dot * (k[0] * k[1])
 
 
 def _avg_same_check(y, cots):
@@ -275,6 +290,7 @@ AVG_POOL2D = LayerInfo(
             "avg_pool2d", lambda xp, g, k, s: [g / (k[0] * k[1])] + [jnp.zeros_like(g)] * (k[0] * k[1] - 1))),
         Mutant("overlapping windows overwrite instead of accumulate",
                _pool_parts_mutant("avg_pool2d", _avg_parts, accumulate=False)),
+        Mutant("jvp: missing the 1/window factor", jvp=pool._jit_hyper(_avg_jvp_times_window)),
     ),
 )
 
@@ -300,6 +316,8 @@ FLATTEN = LayerInfo(
     mutants=(
         Mutant("column-major unflatten", lambda like, g: (jnp.reshape(g, like.shape, order="F").astype(like.dtype),)),
         Mutant("wrong dtype", lambda like, g: (g.reshape(like.shape).astype(jnp.float32),)),
+        Mutant("jvp: column-major flatten of x_dot", jvp=lambda primals, tangents: (
+            pool.flatten.auto(*primals), jnp.reshape(tangents[0], (tangents[0].shape[0], -1), order="F"))),
     ),
 )
 

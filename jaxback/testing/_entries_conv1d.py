@@ -15,6 +15,7 @@ import numpy as np
 from .._conv1d import Conv1dParams, _geometry, conv1d, conv1d_bwd
 from .._conv_core import input_grad
 from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
+from ._tangent_edits import flipped_kernel, tangent_at, with_tangents, zeroed
 from .strategies import values
 
 __all__ = ["ENTRIES"]
@@ -133,6 +134,8 @@ CONV1D = LayerInfo(
         Mutant("w_bar from the first example only (no sum over the batch)", _mutant(_first_example_w_bar)),
         Mutant("b_bar mean instead of sum", _mutant(lambda res, g, hyper, pb, xb: (Conv1dParams(pb.w, g.mean((0, 1))), xb))),
         Mutant("x_bar padding ignores the leftover positions", _mutant(_no_leftover)),
+        Mutant("jvp: the conv(x, w_dot) term dropped", jvp=with_tangents(conv1d.jvp, zeroed("w"))),
+        Mutant("jvp: the tangent through the flipped kernel", jvp=tangent_at(conv1d.jvp, flipped_kernel)),
     ),
 )
 

@@ -14,6 +14,7 @@ import numpy as np
 from .._conv_transpose import ConvTranspose2dParams, _geometry, conv_transpose2d, conv_transpose2d_bwd
 from .._conv_core import conv
 from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
+from ._tangent_edits import flipped_kernel, tangent_at, with_tangents, zeroed
 from .strategies import values
 
 __all__ = ["ENTRIES"]
@@ -133,6 +134,8 @@ CONV_TRANSPOSE2D = LayerInfo(
         Mutant("w_bar from the first example only (no sum over the batch)", _mutant(_first_example_w_bar)),
         Mutant("b_bar mean instead of sum", _mutant(
             lambda res, g, hyper, pb, xb: (ConvTranspose2dParams(pb.w, g.mean((0, 1, 2))), xb))),
+        Mutant("jvp: the w_dot term dropped", jvp=with_tangents(conv_transpose2d.jvp, zeroed("w"))),
+        Mutant("jvp: the tangent through the flipped kernel", jvp=tangent_at(conv_transpose2d.jvp, flipped_kernel)),
     ),
 )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from .._group_norm import GroupNormParams, _grouped, group_norm, group_norm_bwd
+from .._group_norm import GroupNormParams, _grouped, group_norm, group_norm_bwd, group_norm_fwd
 from .._norm import LayerNormParams, layer_norm
 from .._statistics import centered, sum_rows
 from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
@@ -42,6 +42,22 @@ def _with_x_bar(edit):
         return params_bar, x_bar.reshape(x.shape).astype(x.dtype)
 
     return bwd
+
+
+def _with_x_hat_dot(edit):
+    """The true jvp with x_hat_dot = ``edit(x_dot, x_hat, rstd, axes)`` (grouped arrays): the
+    Jacobian is symmetric, so the x_bar edits below are tangent edits too."""
+
+    def jvp(primals, tangents, *, num_groups=None, eps=1e-5):
+        (params, x), (params_dot, x_dot) = primals, tangents
+        y, (_, _, mu, rstd) = group_norm_fwd(params, x, num_groups=num_groups, eps=eps)
+        xg, axes = _grouped(x.astype(rstd.dtype), num_groups)
+        x_hat = centered(xg, mu, axes) * rstd
+        x_hat_dot = edit(_grouped(x_dot, num_groups)[0], x_hat, rstd, axes).reshape(x.shape)
+        y_dot = x_hat_dot * params.scale + x_hat.reshape(x.shape) * params_dot.scale + params_dot.bias
+        return y, y_dot.astype(y.dtype)
+
+    return jvp
 
 
 def _no_projection(g, x_hat, rstd, axes):
@@ -101,6 +117,8 @@ GROUP_NORM = LayerInfo(
         Mutant("x_bar without the x_hat * mean(g * x_hat) term", _with_x_bar(_no_projection)),
         Mutant("means over all groups of the example", _with_x_bar(_group_mean_of_all)),
         Mutant("scale_bar = sum(y_bar), no x_hat", _scale_bar_without_x_hat),
+        Mutant("jvp: x_hat_dot without the x_hat * mean(x_dot * x_hat) term", jvp=_with_x_hat_dot(_no_projection)),
+        Mutant("jvp: means over all groups of the example", jvp=_with_x_hat_dot(_group_mean_of_all)),
     ),
     bench_shape=(32, 16, 16, 64),  # batch_norm's benchmark images
     bench_hyper={"num_groups": 8},

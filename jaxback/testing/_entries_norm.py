@@ -153,16 +153,22 @@ def _check_bn_constant(out, cotangents):
 
 
 # mutants: the true rule with one deliberate mistake -----------------------------------------------
+def _rebuilt(kind, res, training):
+    """``(params, x, x_hat, rstd, mean)`` from the true fwd's residuals; ``mean(t, axes=the layer's)``."""
+    params, x, *center, rstd = res
+    axes = tuple(range(x.ndim - 1)) if kind == "batch_norm" else (x.ndim - 1,)
+    x_hat = (x if not center else centered(x, center[0], axes) if training else x - center[0]) * rstd
+    return params, x, x_hat, rstd, lambda t, ax=axes: jnp.mean(t, ax, keepdims=True)
+
+
 def _mutant(kind, name, x_bar_rule, params_bar_rule=None):
     """A wrong bwd for ``kind``: x_bar from ``x_bar_rule(g, x_hat, rstd, mean)`` (mean over the
     layer's axes unless given others); ``params_bar_rule(y_bar, x, x_hat, bars)`` edits the param bars."""
 
     def bwd(res, out_bar, training=True, **_):
-        params, x, *center, rstd = res
-        axes = tuple(range(x.ndim - 1)) if kind == "batch_norm" else (x.ndim - 1,)
+        params, x, x_hat, rstd, mean = _rebuilt(kind, res, training)
         y_bar = out_bar[0] if kind == "batch_norm" else out_bar
-        x_hat = (x if not center else centered(x, center[0], axes) if training else x - center[0]) * rstd
-        g, mean = y_bar * params.scale, lambda t, ax=axes: jnp.mean(t, ax, keepdims=True)
+        g = y_bar * params.scale
         x_bar = x_bar_rule(g, x_hat, rstd, mean) if training else rstd * g
         bars = [sum_rows(y_bar * x_hat, x.dtype), sum_rows(y_bar, x.dtype)][: len(params)]
         bars = params_bar_rule(y_bar, x, x_hat, bars) if params_bar_rule else bars
@@ -171,8 +177,31 @@ def _mutant(kind, name, x_bar_rule, params_bar_rule=None):
     return Mutant(name, bwd)
 
 
-def _centered_rule(g, xh, r, mean):  # the true x_bar of layer_norm and batch_norm
+def _centered_rule(g, xh, r, mean):  # the true x_bar of layer_norm and batch_norm (and x_hat_dot, g = x_dot)
     return r * (g - mean(g) - xh * mean(g * xh))
+
+
+def _affine_tangent(x_hat_dot, x_hat, params, params_dot):
+    """The true y_dot = x_hat_dot * scale + x_hat * scale_dot (+ bias_dot where there is a bias)."""
+    return x_hat_dot * params.scale + x_hat * params_dot.scale + (params_dot.bias if len(params) == 2 else 0.0)
+
+
+_LAYERS = {"layer_norm": layer_norm, "rms_norm": rms_norm, "batch_norm": batch_norm}
+
+
+def _jvp_mutant(kind, name, x_hat_dot_rule, y_dot_rule=_affine_tangent):
+    """A wrong jvp for ``kind``: x_hat_dot from ``x_hat_dot_rule(x_dot, x_hat, rstd, mean)`` (training;
+    inference keeps the true ``rstd * x_dot``), y_dot from ``y_dot_rule(x_hat_dot, x_hat, params, params_dot)``."""
+
+    def jvp(primals, tangents, **hyper):
+        out, res = _LAYERS[kind].fwd(*primals, **hyper)
+        params, x, x_hat, rstd, mean = _rebuilt(kind, res, hyper.get("training", True))
+        params_dot, x_dot = tangents[:2]
+        x_hat_dot = x_hat_dot_rule(x_dot, x_hat, rstd, mean) if hyper.get("training", True) else rstd * x_dot
+        y_dot = y_dot_rule(x_hat_dot, x_hat, params, params_dot).astype(x.dtype)
+        return out, ((y_dot, None) if kind == "batch_norm" else y_dot)
+
+    return Mutant(name, jvp=jvp)
 
 
 LAYER_NORM_MUTANTS = (
@@ -184,6 +213,9 @@ LAYER_NORM_MUTANTS = (
             lambda g, xh, r, mean: r * (g - mean(g, (0,)) - xh * mean(g * xh, (0,)))),
     _mutant("layer_norm", "bias_bar mean instead of sum", _centered_rule,
             lambda y_bar, x, xh, bars: [bars[0], y_bar.mean(tuple(range(x.ndim - 1)))]),
+    _jvp_mutant("layer_norm", "jvp: no mean(x_dot) term", lambda t, xh, r, mean: r * (t - xh * mean(t * xh))),
+    _jvp_mutant("layer_norm", "jvp: scale_dot term dropped", _centered_rule,
+                lambda xhd, xh, p, pd: xhd * p.scale + pd.bias),
 )
 RMS_NORM_MUTANTS = (
     _mutant("rms_norm", "layer_norm's extra mean(g) term", _centered_rule),
@@ -192,6 +224,9 @@ RMS_NORM_MUTANTS = (
     _mutant("rms_norm", "scale_bar from x instead of x_hat",
             lambda g, xh, r, mean: r * (g - xh * mean(g * xh)),
             lambda y_bar, x, xh, bars: [sum_rows(y_bar * x, x.dtype)]),
+    _jvp_mutant("rms_norm", "jvp: rstd held constant (no x_hat * mean(x_dot * x_hat) term)",
+                lambda t, xh, r, mean: r * t),
+    _jvp_mutant("rms_norm", "jvp: layer_norm's extra mean(x_dot) term", _centered_rule),
 )
 BATCH_NORM_MUTANTS = (
     _mutant("batch_norm", "no mean(g) term", lambda g, xh, r, mean: r * (g - xh * mean(g * xh))),
@@ -201,6 +236,10 @@ BATCH_NORM_MUTANTS = (
             lambda g, xh, r, mean: r * g),
     _mutant("batch_norm", "sign flip of the x_hat term",
             lambda g, xh, r, mean: r * (g - mean(g) + xh * mean(g * xh))),
+    _jvp_mutant("batch_norm", "jvp: batch statistics held constant in training (the inference tangent)",
+                lambda t, xh, r, mean: r * t),
+    _jvp_mutant("batch_norm", "jvp: statistics per example (last axis) instead of per channel",
+                lambda t, xh, r, mean: r * (t - mean(t, (-1,)) - xh * mean(t * xh, (-1,)))),
 )
 
 

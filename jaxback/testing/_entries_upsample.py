@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from .._upsample import interpolation_matrix, upsample, upsample_bwd
+from .._upsample import interpolation_matrix, upsample, upsample_bwd, upsample_jvp
 from .._windows import pair
 from ._registry import EdgeCase, ErrorCase, LayerInfo, Mutant
 from .strategies import values
@@ -37,6 +37,17 @@ def _mutant(method, edit):
         return (edit(y_bar, like, pair("upsample", "scale", h["scale"])).astype(like.dtype),)
 
     return bwd
+
+
+def _jvp_mutant(method, edit):
+    """The true jvp for the other method; for ``method``, y_dot = ``edit(x_dot, (sh, sw))``."""
+
+    def jvp(primals, tangents, **hyper):
+        y, y_dot = upsample_jvp(primals, tangents, **hyper)
+        h = {"scale": 2, "method": "nearest", **hyper}
+        return y, (edit(tangents[0], pair("upsample", "scale", h["scale"])) if h["method"] == method else y_dot)
+
+    return jvp
 
 
 def _block_mean(y_bar, like, s):
@@ -123,6 +134,10 @@ UPSAMPLE = LayerInfo(
         Mutant("nearest: each block's first entry only", _mutant("nearest", lambda g, like, s: g[:, ::s[0], ::s[1], :])),
         Mutant("bilinear: no clamp at the top/left edge", _mutant("bilinear", _contracted_with(_unclamped))),
         Mutant("bilinear: align_corners=True weights", _mutant("bilinear", _contracted_with(_align_corners))),
+        Mutant("jvp: bilinear with nearest's copies", jvp=_jvp_mutant(
+            "bilinear", lambda x_dot, s: upsample.auto(x_dot, scale=s, method="nearest"))),
+        Mutant("jvp: bilinear with align_corners=True weights", jvp=_jvp_mutant(  # A = (A.T).T: the forward's contraction
+            "bilinear", lambda x_dot, s: _contracted_with(lambda size, si: _align_corners(size, si).T)(x_dot, x_dot, s))),
     ),
 )
 
