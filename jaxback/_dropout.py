@@ -90,8 +90,8 @@ def dropout_jvp(primals, tangents, *, rate=0.5, training=True):
     _check(x, key, rate, training)
     if _is_identity(rate, training):
         return x, x_dot
-    keep = _keep_mask(key, rate, x.shape)  # one mask for y and y_dot
-    return _mask_and_scale(x, keep, rate), _mask_and_scale(x_dot, keep, rate)
+    keep = keep_mask(key, rate, x.shape)  # one mask for y and y_dot
+    return mask_and_scale(x, keep, rate), mask_and_scale(x_dot, keep, rate)
 
 
 dropout = make_layer(dropout_auto, dropout_fwd, dropout_bwd, name=NAME, roles=("x", "key"), jvp=dropout_jvp)
