@@ -3,7 +3,7 @@ by one ``measured on`` line (machine, versions, date); a rerun replaces the page
 
     python benchmarks/report.py memory                    # docs/memory.md: compiles only, about a minute
     python benchmarks/report.py benchmarks [--rounds 7]   # docs/benchmarks.md: timings, on a quiet machine
-    python benchmarks/report.py rule-cost [--rounds 7]    # docs/rule_cost.md: forward mode's cost to the VJP
+    python benchmarks/report.py rule_cost [--rounds 7]    # docs/rule_cost.md: forward mode's cost to the VJP
 
 ``memory`` runs ``memory_audit.py``; ``benchmarks`` runs ``train_steps.py``, ``mlp_gap.py``,
 ``attention_scaling.py`` (and its PNG), ``kernels.py``, ``remat.py`` and ``matmul.py`` at their default sizes.
@@ -89,12 +89,12 @@ def benchmarks_page(args) -> str:
 
 def rule_cost_page(args) -> str:
     return write_page(os.path.join(DOCS, "rule_cost.md"), "Forward mode's cost: one primitive with both hand rules",
-                      f"python benchmarks/report.py rule-cost --rounds {args.rounds}",
+                      f"python benchmarks/report.py rule_cost --rounds {args.rounds}",
                       [hand_rule_cost.__doc__.split("\n\n", 2)[2].strip(),
                        hand_rule_cost.report(hand_rule_cost.run(args.rounds), args.rounds)])
 
 
-PAGES = {"memory": memory_page, "benchmarks": benchmarks_page, "rule-cost": rule_cost_page}
+PAGES = {"memory": memory_page, "benchmarks": benchmarks_page, "rule_cost": rule_cost_page}
 
 
 def main(argv=None):
