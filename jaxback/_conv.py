@@ -78,7 +78,8 @@ import jax.numpy as jnp
 
 from ._init import lecun_normal
 from ._layer import dtype_token, make_layer
-from ._conv_core import affine, affine_jvp, conv, grad_pads, input_grad, require_fits, require_inputs, spans, weight_grad
+from ._conv_core import (affine, affine_jvp, compiled, conv, grad_pads, input_grad, require_fits, require_inputs, spans,
+                         weight_grad)
 from ._windows import explicit_padding, pair
 
 __all__ = ["Conv2dParams", "conv2d"]
@@ -146,12 +147,9 @@ def conv2d_bwd(res, y_bar, *, stride=1, padding="SAME", dilation=1):
 
 
 def conv2d_jvp(primals, tangents, *, stride=1, padding="SAME", dilation=1):
-    (params, x), (params_dot, x_dot) = primals, tangents
-    s, d, pads = _check(params, x, stride, padding, dilation)
-    return affine_jvp(lambda u, v: conv(u, v, s, pads, d), params, x, params_dot, x_dot)
+    s, d, pads = _check(*primals, stride, padding, dilation)  # primals = (params, x)
+    return affine_jvp(lambda u, v: conv(u, v, s, pads, d), primals, tangents)
 
 
-# One compiled program per rule (hyperparameters static): eager dispatch of its ops is slower.
-_HYPER = ("stride", "padding", "dilation")
-conv2d = make_layer(conv2d_auto, conv2d_fwd, jax.jit(conv2d_bwd, static_argnames=_HYPER),
-                    name=NAME, init=conv2d_init, infer=conv2d_infer, jvp=jax.jit(conv2d_jvp, static_argnames=_HYPER))
+conv2d = make_layer(conv2d_auto, conv2d_fwd, compiled(conv2d_bwd), name=NAME, init=conv2d_init, infer=conv2d_infer,
+                    jvp=compiled(conv2d_jvp))

@@ -50,7 +50,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._conv_core import affine, affine_jvp, conv, grad_pads, input_grad, require_fits, require_inputs, spans, weight_grad
+from ._conv_core import (affine, affine_jvp, compiled, conv, grad_pads, input_grad, require_fits, require_inputs, spans,
+                         weight_grad)
 from ._init import lecun_normal
 from ._layer import dtype_token, make_layer
 from ._windows import is_int
@@ -133,12 +134,9 @@ def conv1d_bwd(res, y_bar, *, stride=1, padding="SAME", dilation=1):
 
 
 def conv1d_jvp(primals, tangents, *, stride=1, padding="SAME", dilation=1):
-    (params, x), (params_dot, x_dot) = primals, tangents
-    s, d, pads = _check(params, x, stride, padding, dilation)
-    return affine_jvp(lambda u, v: conv(u, v, s, pads, d), params, x, params_dot, x_dot)
+    s, d, pads = _check(*primals, stride, padding, dilation)  # primals = (params, x)
+    return affine_jvp(lambda u, v: conv(u, v, s, pads, d), primals, tangents)
 
 
-# One compiled program per rule (hyperparameters static), as conv2d's.
-_HYPER = ("stride", "padding", "dilation")
-conv1d = make_layer(conv1d_auto, conv1d_fwd, jax.jit(conv1d_bwd, static_argnames=_HYPER),
-                    name=NAME, init=conv1d_init, infer=conv1d_infer, jvp=jax.jit(conv1d_jvp, static_argnames=_HYPER))
+conv1d = make_layer(conv1d_auto, conv1d_fwd, compiled(conv1d_bwd), name=NAME, init=conv1d_init, infer=conv1d_infer,
+                    jvp=compiled(conv1d_jvp))

@@ -15,6 +15,7 @@ own geometry, no new index maths.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -23,7 +24,7 @@ from ._validate import describe, require_float, require_rank
 from ._windows import leftover
 
 __all__ = ["dimension_numbers", "spans", "require_inputs", "require_fits", "grad_pads", "conv", "input_grad", "weight_grad",
-           "affine", "affine_jvp"]
+           "affine", "affine_jvp", "compiled"]
 
 
 def dimension_numbers(n: int) -> tuple:
@@ -99,9 +100,16 @@ def affine(product, params, x):
     return product(x.astype(dtype), params.w.astype(dtype)) + params.b.astype(dtype)
 
 
-def affine_jvp(product, params, x, params_dot, x_dot):
+def affine_jvp(product, primals, tangents):
     """``(y, y_dot)`` for ``y = affine(product, params, x)``, ``product`` bilinear in (x, w): the
     product rule, one term per input, ``y_dot = product(x_dot, w) + product(x, w_dot) + b_dot``."""
+    (params, x), (params_dot, x_dot) = primals, tangents
     y = affine(product, params, x)
     x, w, x_dot, w_dot, b_dot = (a.astype(y.dtype) for a in (x, params.w, x_dot, params_dot.w, params_dot.b))
     return y, product(x_dot, w) + product(x, w_dot) + b_dot
+
+
+def compiled(rule, hyper=("stride", "padding", "dilation")):
+    """``rule`` (a bwd or a jvp) as one compiled program, its hyperparameters static: run eagerly,
+    its convolutions, casts and sums would each dispatch on their own, which is slower."""
+    return jax.jit(rule, static_argnames=hyper)

@@ -48,7 +48,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._conv_core import affine, affine_jvp, conv, grad_pads, input_grad, require_inputs, weight_grad
+from ._conv_core import affine, affine_jvp, compiled, conv, grad_pads, input_grad, require_inputs, weight_grad
 from ._init import lecun_normal
 from ._layer import dtype_token, make_layer
 from ._validate import describe
@@ -129,13 +129,10 @@ def conv_transpose2d_bwd(res, y_bar, *, stride=1, padding="SAME"):
 
 
 def conv_transpose2d_jvp(primals, tangents, *, stride=1, padding="SAME"):
-    (params, x), (params_dot, x_dot) = primals, tangents
-    return affine_jvp(_product(params, x, stride, padding), params, x, params_dot, x_dot)
+    return affine_jvp(_product(*primals, stride, padding), primals, tangents)  # primals = (params, x)
 
 
-# One compiled program per rule (hyperparameters static), as conv2d's.
 _HYPER = ("stride", "padding")
-conv_transpose2d = make_layer(conv_transpose2d_auto, conv_transpose2d_fwd,
-                              jax.jit(conv_transpose2d_bwd, static_argnames=_HYPER),
+conv_transpose2d = make_layer(conv_transpose2d_auto, conv_transpose2d_fwd, compiled(conv_transpose2d_bwd, _HYPER),
                               name=NAME, init=conv_transpose2d_init, infer=conv_transpose2d_infer,
-                              jvp=jax.jit(conv_transpose2d_jvp, static_argnames=_HYPER))
+                              jvp=compiled(conv_transpose2d_jvp, _HYPER))
